@@ -1,0 +1,420 @@
+#include "common/bundle_source.hpp"
+
+#include "common/wire.hpp"
+
+#include <sodium.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdexcept>
+#include <sys/stat.h>
+#include <system_error>
+#include <unistd.h>
+
+namespace dc {
+
+static_assert(k_max_bundle_slice == k_max_body_size, "a slice must fit one record body");
+
+namespace {
+
+void init_sodium()
+{
+  if (sodium_init() < 0) {
+    throw std::runtime_error("libsodium initialisation failed");
+  }
+}
+
+class Fd {
+public:
+  explicit Fd(int fd) : m_fd(fd) {}
+  ~Fd()
+  {
+    if (m_fd >= 0) {
+      ::close(m_fd);
+    }
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return m_fd; }
+
+private:
+  int m_fd;
+};
+
+// Opens a regular file for reading without following a symlink or blocking on a FIFO that
+// replaced it since the scan. Returns -1 with errno set (ELOOP/EINVAL for a non-regular file).
+int open_regular(const std::string& path)
+{
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    return -1;
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    errno = EINVAL;
+    return -1;
+  }
+  return fd;
+}
+
+// Reads up to `size` bytes, retrying on EINTR. Returns the count (0 at EOF), -1 with errno.
+ssize_t read_some(int fd, std::uint8_t* buffer, std::size_t size)
+{
+  for (;;) {
+    const ssize_t n = ::read(fd, buffer, size);
+    if (n >= 0 || errno != EINTR) {
+      return n;
+    }
+  }
+}
+
+const char* special_kind(mode_t mode)
+{
+  if (S_ISLNK(mode)) {
+    return "symbolic link";
+  }
+  if (S_ISFIFO(mode)) {
+    return "fifo";
+  }
+  if (S_ISSOCK(mode)) {
+    return "socket";
+  }
+  if (S_ISCHR(mode)) {
+    return "character device";
+  }
+  if (S_ISBLK(mode)) {
+    return "block device";
+  }
+  return S_ISREG(mode) || S_ISDIR(mode) ? nullptr : "special file";
+}
+
+struct Found {
+  std::string bundle_path;
+  std::string local_path;
+  struct stat st;
+};
+
+// Walks the arguments, collecting entries and every reason to refuse them.
+class Scanner {
+public:
+  void add_argument(const std::string& arg)
+  {
+    struct stat st {};
+    if (::lstat(arg.c_str(), &st) != 0) {
+      offend(escape_for_log(arg) + ": " + std::strerror(errno));
+      return;
+    }
+    std::string base = arg;
+    while (!base.empty() && base.back() == '/') {
+      base.pop_back();
+    }
+    const bool trailing_slash = base.size() != arg.size();
+    const auto slash = base.rfind('/');
+    const std::string name = slash == std::string::npos ? base : base.substr(slash + 1);
+    const bool contents = trailing_slash || name.empty() || name == "." || name == "..";
+    if (contents && S_ISDIR(st.st_mode)) {
+      walk(base.empty() ? "/" : base, "");
+    } else {
+      add(arg, name, st);
+    }
+  }
+
+  std::vector<Found>& found() { return m_found; }
+
+  void offend(std::string what)
+  {
+    if (m_offences.size() < k_max_listed_offenders) {
+      m_offences.push_back(std::move(what));
+    }
+    ++m_offence_count;
+  }
+
+  void throw_if_offended() const
+  {
+    if (m_offence_count == 0) {
+      return;
+    }
+    std::string msg = "cannot send: ";
+    for (std::size_t i = 0; i < m_offences.size(); ++i) {
+      msg += (i == 0 ? "" : ", ") + m_offences[i];
+    }
+    if (m_offence_count > m_offences.size()) {
+      msg += ", and " + std::to_string(m_offence_count - m_offences.size()) + " more";
+    }
+    throw ConfigError(msg);
+  }
+
+private:
+  void add(const std::string& local, const std::string& bundle_path, const struct stat& st)
+  {
+    if (const char* kind = special_kind(st.st_mode)) {
+      offend(escape_for_log(local) + " (" + kind + ")");
+      return;
+    }
+    if (const char* problem = bundle_path_problem(bundle_path)) {
+      offend(escape_for_log(local) + " (name not sendable: " + problem + ")");
+      return; // its children would all be refused for the same reason
+    }
+    m_found.push_back({bundle_path, local, st});
+    if (S_ISDIR(st.st_mode)) {
+      walk(local, bundle_path);
+    }
+  }
+
+  void walk(const std::string& local_dir, const std::string& prefix)
+  {
+    DIR* dir = ::opendir(local_dir.c_str());
+    if (dir == nullptr) {
+      offend(escape_for_log(local_dir) + ": " + std::strerror(errno));
+      return;
+    }
+    std::vector<std::string> names;
+    errno = 0;
+    while (const dirent* d = ::readdir(dir)) {
+      const std::string_view name = d->d_name;
+      if (name != "." && name != "..") {
+        names.emplace_back(name);
+      }
+    }
+    const int read_errno = errno;
+    ::closedir(dir);
+    if (read_errno != 0) {
+      offend(escape_for_log(local_dir) + ": " + std::strerror(read_errno));
+      return;
+    }
+    const std::string local_prefix = local_dir == "/" ? "/" : local_dir + "/";
+    for (const auto& name : names) {
+      const std::string local = local_prefix + name;
+      struct stat st {};
+      if (::lstat(local.c_str(), &st) != 0) {
+        offend(escape_for_log(local) + ": " + std::strerror(errno));
+        continue;
+      }
+      add(local, prefix.empty() ? name : prefix + "/" + name, st);
+    }
+  }
+
+  std::vector<Found> m_found;
+  std::vector<std::string> m_offences;
+  std::size_t m_offence_count = 0;
+};
+
+// Hashes a file in k_hash_chunk reads; returns false with errno set if it cannot be read.
+bool hash_file(const std::string& path, Bytes& buffer, std::uint64_t& size, Hash& hash)
+{
+  const Fd fd(open_regular(path));
+  if (fd.get() < 0) {
+    return false;
+  }
+  crypto_generichash_state state;
+  crypto_generichash_init(&state, nullptr, 0, hash.size());
+  buffer.resize(k_hash_chunk);
+  size = 0;
+  for (;;) {
+    const ssize_t n = read_some(fd.get(), buffer.data(), buffer.size());
+    if (n < 0) {
+      return false;
+    }
+    if (n == 0) {
+      break;
+    }
+    crypto_generichash_update(&state, buffer.data(), static_cast<std::size_t>(n));
+    size += static_cast<std::uint64_t>(n);
+  }
+  crypto_generichash_final(&state, hash.data(), hash.size());
+  return true;
+}
+
+void check_zstd(std::size_t rc, const char* what)
+{
+  if (ZSTD_isError(rc)) {
+    throw std::runtime_error(std::string("zstd ") + what + ": " + ZSTD_getErrorName(rc));
+  }
+}
+
+Bytes compress_whole(ByteView data, int level)
+{
+  std::unique_ptr<ZSTD_CCtx, decltype(&ZSTD_freeCCtx)> cctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
+  if (!cctx) {
+    throw std::bad_alloc();
+  }
+  check_zstd(ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_compressionLevel, level), "level");
+  check_zstd(ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_checksumFlag, 0), "checksum");
+  Bytes out(ZSTD_compressBound(data.size()));
+  const std::size_t n =
+      ZSTD_compress2(cctx.get(), out.data(), out.size(), data.data(), data.size());
+  check_zstd(n, "compress");
+  out.resize(n);
+  return out;
+}
+
+} // namespace
+
+BundleSource scan_sources(const std::vector<std::string>& args)
+{
+  init_sodium();
+  Scanner scanner;
+  for (const auto& arg : args) {
+    scanner.add_argument(arg);
+  }
+  auto& found = scanner.found();
+  std::stable_sort(found.begin(), found.end(),
+                   [](const Found& a, const Found& b) { return a.bundle_path < b.bundle_path; });
+  for (std::size_t i = 1; i < found.size(); ++i) {
+    if (found[i].bundle_path == found[i - 1].bundle_path) {
+      scanner.offend(escape_for_log(found[i].bundle_path) +
+                     " (sent twice: " + escape_for_log(found[i - 1].local_path) + " and " +
+                     escape_for_log(found[i].local_path) + ")");
+    }
+  }
+  scanner.throw_if_offended(); // before reading any content
+
+  BundleSource source;
+  source.manifest.entries.reserve(found.size());
+  Bytes buffer; // one read buffer for every file
+  for (const auto& f : found) {
+    ManifestEntry e;
+    e.kind = S_ISDIR(f.st.st_mode) ? EntryKind::dir : EntryKind::file;
+    e.mtime_s = f.st.st_mtim.tv_sec;
+    e.mtime_ns = static_cast<std::uint32_t>(f.st.st_mtim.tv_nsec);
+    e.path = f.bundle_path;
+    if (e.kind == EntryKind::file) {
+      e.executable = (f.st.st_mode & 0111) != 0;
+      if (!hash_file(f.local_path, buffer, e.size, e.hash)) {
+        scanner.offend(escape_for_log(f.local_path) + ": " + std::strerror(errno));
+        continue;
+      }
+      source.file_paths.push_back(f.local_path);
+    }
+    source.manifest.entries.push_back(std::move(e));
+  }
+  scanner.throw_if_offended();
+  source.compressed_manifest = compress_whole(encode_manifest(source.manifest), 3);
+  return source;
+}
+
+void BlobCompressor::FreeCCtx::operator()(ZSTD_CCtx_s* cctx) const
+{
+  ZSTD_freeCCtx(cctx);
+}
+
+BlobCompressor::BlobCompressor(const BundleSource& source, int level)
+    : m_source(source), m_cctx(ZSTD_createCCtx())
+{
+  init_sodium();
+  if (!m_cctx) {
+    throw std::bad_alloc();
+  }
+  for (std::size_t i = 0; i < source.manifest.entries.size(); ++i) {
+    if (source.manifest.entries[i].kind == EntryKind::file) {
+      m_entry_of_file.push_back(i);
+    }
+  }
+  if (m_entry_of_file.size() != source.file_paths.size()) {
+    throw std::invalid_argument("BlobCompressor: file_paths do not match the manifest");
+  }
+  check_zstd(ZSTD_CCtx_setParameter(m_cctx.get(), ZSTD_c_compressionLevel, level), "level");
+}
+
+std::shared_ptr<const Bytes> BlobCompressor::blob(std::size_t file_index)
+{
+  const ManifestEntry& entry = m_source.manifest.entries.at(m_entry_of_file.at(file_index));
+  auto& cached = m_cache[entry.hash];
+  if (!cached) {
+    cached = compress(file_index);
+  }
+  return cached;
+}
+
+std::shared_ptr<const Bytes> BlobCompressor::compress(std::size_t file_index)
+{
+  const std::size_t entry_index = m_entry_of_file[file_index];
+  const ManifestEntry& entry = m_source.manifest.entries[entry_index];
+  const std::string& path = m_source.file_paths[file_index];
+  const auto changed = [&](const char* how) {
+    return BundleError("bad_bundle",
+                       "cannot send " + escape_for_log(path) + ": " + how + " since it was scanned",
+                       static_cast<long long>(entry_index));
+  };
+
+  const Fd fd(open_regular(path));
+  if (fd.get() < 0) {
+    throw std::system_error(errno, std::generic_category(), "cannot read " + escape_for_log(path));
+  }
+  check_zstd(ZSTD_CCtx_reset(m_cctx.get(), ZSTD_reset_session_only), "reset");
+  check_zstd(ZSTD_CCtx_setParameter(m_cctx.get(), ZSTD_c_checksumFlag, 0), "checksum");
+  check_zstd(ZSTD_CCtx_setParameter(m_cctx.get(), ZSTD_c_contentSizeFlag, 1), "content size");
+  check_zstd(ZSTD_CCtx_setPledgedSrcSize(m_cctx.get(), entry.size), "pledged size");
+
+  crypto_generichash_state state;
+  crypto_generichash_init(&state, nullptr, 0, k_hash_size);
+  auto out = std::make_shared<Bytes>();
+  Bytes& in_buffer = m_in_buffer;
+  Bytes& out_buffer = m_out_buffer;
+  in_buffer.resize(k_hash_chunk);
+  out_buffer.resize(ZSTD_CStreamOutSize());
+  const auto pump = [&](ZSTD_inBuffer& in, ZSTD_EndDirective mode) {
+    for (;;) {
+      ZSTD_outBuffer zout{out_buffer.data(), out_buffer.size(), 0};
+      const std::size_t left = ZSTD_compressStream2(m_cctx.get(), &zout, &in, mode);
+      check_zstd(left, "compress");
+      out->insert(out->end(), out_buffer.begin(),
+                  out_buffer.begin() + static_cast<std::ptrdiff_t>(zout.pos));
+      const bool done = mode == ZSTD_e_end ? left == 0 : in.pos == in.size;
+      if (done) {
+        return;
+      }
+    }
+  };
+
+  std::uint64_t total = 0;
+  for (;;) {
+    const ssize_t n = read_some(fd.get(), in_buffer.data(), in_buffer.size());
+    if (n < 0) {
+      throw std::system_error(errno, std::generic_category(),
+                              "cannot read " + escape_for_log(path));
+    }
+    if (n == 0) {
+      break;
+    }
+    total += static_cast<std::uint64_t>(n);
+    if (total > entry.size) {
+      throw changed("it grew");
+    }
+    crypto_generichash_update(&state, in_buffer.data(), static_cast<std::size_t>(n));
+    ZSTD_inBuffer in{in_buffer.data(), static_cast<std::size_t>(n), 0};
+    pump(in, ZSTD_e_continue);
+  }
+  if (total != entry.size) {
+    throw changed("it shrank");
+  }
+  Hash hash{};
+  crypto_generichash_final(&state, hash.data(), hash.size());
+  if (hash != entry.hash) {
+    throw changed("its content changed");
+  }
+  ZSTD_inBuffer none{nullptr, 0, 0};
+  pump(none, ZSTD_e_end);
+  out->shrink_to_fit();
+  return out;
+}
+
+std::vector<ByteView> split_slices(ByteView data, std::size_t max_slice)
+{
+  if (max_slice == 0) {
+    throw std::invalid_argument("split_slices: max_slice must be positive");
+  }
+  std::vector<ByteView> slices;
+  slices.reserve(data.size() / max_slice + 1);
+  for (std::size_t pos = 0; pos < data.size(); pos += max_slice) {
+    slices.push_back(data.subspan(pos, std::min(max_slice, data.size() - pos)));
+  }
+  return slices;
+}
+
+} // namespace dc

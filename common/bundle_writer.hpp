@@ -1,0 +1,123 @@
+#pragma once
+// Receiving side of a bundle (PROTOCOL.md §5): a sans-I/O state machine fed with the MANIFEST and
+// BLOB_DATA slices that writes regular files and directories beneath one directory and nowhere
+// else. The worker uses it for --send, the master will use it for --fetch results.
+//
+//   BundleWriter(root, declared)   BUNDLE_BEGIN: declared counts checked against the limits
+//   feed_manifest(slice)*          MANIFEST: one zstd frame, streamed, real output capped
+//   end_manifest() -> WANT         MANIFEST_END: decode + validate, create every directory
+//   feed_blobs(slice)*             BLOB_DATA: one zstd frame per wanted file, written as decoded
+//   finish() -> stats              BUNDLE_END: copy duplicates, apply modes and mtimes
+//
+// Every non-duplicate file is wanted, empty ones included (an empty file costs one ~10-byte
+// frame, and "wanted" then always means "has a frame"). A file whose hash an earlier file already
+// has is not wanted: finish() copies it from that twin. Any failure throws BundleError; the writer
+// never deletes anything, the caller removes the whole job dir (partial state is only ever
+// beneath root). After a throw the writer is unusable (every later call throws bad_bundle).
+
+#include "common/bytes.hpp"
+#include "common/manifest.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <vector>
+
+namespace dc {
+
+inline constexpr unsigned k_max_window_log = 27; // PROTOCOL.md §5: ZSTD_d_windowLogMax, 128 MiB
+// A frame's window may exceed its content size up to this much (our compressor pins the size, so
+// its windows never do); bounds the decoder's memory for small hostile files to ~1 MiB.
+inline constexpr std::uint64_t k_min_window_allowance = std::uint64_t{1} << 20;
+
+struct BundleBegin { // declared by the sender in BUNDLE_BEGIN; only used to reject early
+  std::uint64_t entries = 0, files = 0, bytes = 0, manifest_zbytes = 0;
+};
+
+struct BundleStats {
+  std::uint64_t files = 0;      // files written, duplicates included
+  std::uint64_t bytes = 0;      // their total size in bytes
+  std::uint64_t from_cache = 0; // files taken from the content cache (none yet: no cache)
+};
+
+class BundleWriter {
+public:
+  // Borrows `root_fd`, an open O_DIRECTORY fd of a fresh, empty job dir. The limits are final:
+  // pass max_bytes = min(cap, free disk - 1 GiB). Throws BundleError("bundle_too_large") at once if
+  // the declared entries, bytes or manifest size exceed the limits, "bad_bundle" if the
+  // declaration is inconsistent (more files than entries).
+  BundleWriter(int root_fd, const BundleBegin& declared, const BundleLimits& limits);
+  ~BundleWriter();
+  BundleWriter(const BundleWriter&) = delete;
+  BundleWriter& operator=(const BundleWriter&) = delete;
+
+  // Decompresses one MANIFEST slice (ZSTD_decompressStream only, window <= 2^27, no skippable
+  // frame). Throws BundleError: bad_bundle for a zstd error, more compressed bytes than declared
+  // or bytes after the frame; bundle_too_large when the real output exceeds
+  // min(max_manifest_bytes, the largest manifest the declared counts allow).
+  void feed_manifest(ByteView zstd_slice);
+
+  // Decodes and validates the manifest (decode_manifest), checks it equals the declaration,
+  // creates every directory (0755 for now, exact at finish) and returns the WANT bitmap:
+  // ceil(files/8) bytes, bit i of byte i/8 (LSB first) = file i, 1 = send. Throws BundleError
+  // (bad_bundle, bad_path, bundle_too_large, no_space) with ref = entry index.
+  Bytes end_manifest();
+
+  // Decodes one BLOB_DATA slice: the wanted blobs in manifest order, one zstd frame each, written
+  // and hashed as they decode, in bounded memory (a 128 KiB output buffer plus a zstd window of at
+  // most min(2^27, max(1 MiB, file size)) bytes). Throws BundleError: bad_bundle for a zstd error,
+  // a skippable frame, a frame whose header or output disagrees with the manifest size, a hash
+  // mismatch or bytes after the last wanted frame; bundle_too_large when the real output exceeds
+  // min(declared bytes, max_bytes); bad_path / no_space from file creation and writes.
+  void feed_blobs(ByteView zstd_slice);
+
+  // Ends the bundle: checks every wanted blob arrived whole, copies duplicates from their twins,
+  // sets modes to exactly 0644/0755 and applies mtimes (files, then directories deepest first).
+  // Returns what was written. Throws BundleError (bad_bundle if blobs are missing, bad_path,
+  // no_space).
+  BundleStats finish();
+
+  // Tests only: `hook(entry_index)` runs right after each entry is created (to plant symlinks).
+  void set_test_hook(std::function<void(std::size_t entry_index)> hook);
+
+private:
+  class FrameDecoder;
+  struct HashState;
+  enum class Phase { manifest, blobs, finished, failed };
+
+  void feed_manifest_unchecked(ByteView slice);
+  void feed_blobs_unchecked(ByteView slice);
+  void create_directories();
+  void start_blob();
+  void write_blob_output(ByteView chunk);
+  void end_blob();
+  void copy_duplicate(std::size_t file_index);
+  void apply_dir_metadata();
+  template <typename F>
+  auto guarded(F&& step);
+
+  int m_root_fd;
+  BundleBegin m_declared;
+  BundleLimits m_limits;
+  std::uint64_t m_manifest_cap = 0; // bytes of decompressed manifest allowed
+  std::uint64_t m_bytes_cap = 0;    // bytes of blob output allowed
+  Phase m_phase = Phase::manifest;
+  std::unique_ptr<FrameDecoder> m_decoder;
+  std::uint64_t m_manifest_zbytes = 0;
+  Bytes m_manifest_raw;
+  bool m_manifest_frame_done = false;
+  Manifest m_manifest;
+  std::vector<std::size_t> m_entry_of_file;
+  std::vector<std::optional<std::size_t>> m_twin_of_file; // set for files that are not wanted
+  std::vector<std::size_t> m_wanted;                      // file indexes, in order
+  std::size_t m_next_wanted = 0;                          // index into m_wanted
+  int m_blob_fd = -1;                                     // file being written
+  std::uint64_t m_blob_written = 0;
+  std::uint64_t m_blob_zbytes = 0;
+  std::uint64_t m_total_written = 0;
+  std::unique_ptr<HashState> m_blob_hash;
+  std::function<void(std::size_t)> m_hook;
+};
+
+} // namespace dc

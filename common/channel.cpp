@@ -1,0 +1,166 @@
+#include "common/channel.hpp"
+
+#include <cstring>
+
+namespace dc {
+
+Channel::Outbox::Outbox(tcp::socket& s)
+    : socket(&s), progress(s.get_executor(), Clock::time_point::max())
+{
+}
+
+Channel::Channel(tcp::socket socket)
+    : m_socket(std::move(socket)), m_out(std::make_shared<Outbox>(m_socket))
+{
+  std::error_code ignored;
+  m_socket.set_option(tcp::no_delay(true), ignored);
+}
+
+Channel::~Channel()
+{
+  m_out->socket = nullptr;
+  m_out->progress.cancel();
+}
+
+void Channel::set_transport(noise::TransportState transport)
+{
+  m_send = std::move(transport.send);
+  m_receive = std::move(transport.receive);
+  m_session_id = to_hex(ByteView(transport.handshake_hash).first(8));
+}
+
+awaitable<bool> Channel::fill(std::size_t need)
+{
+  while (m_inbox.size() - m_inbox_pos < need) {
+    if (m_inbox_pos > 0) {
+      m_inbox.erase(m_inbox.begin(), m_inbox.begin() + static_cast<std::ptrdiff_t>(m_inbox_pos));
+      m_inbox_pos = 0;
+    }
+    const std::size_t have = m_inbox.size();
+    // Read at most what this record still needs plus a little read-ahead, never more than one
+    // maximal record: memory per connection stays bounded before and after authentication.
+    const std::size_t want = std::max<std::size_t>(need - have, 4096);
+    const std::size_t room = std::min(want, k_max_record_size + 2);
+    m_inbox.resize(have + room);
+    auto [ec, n] = co_await m_socket.async_read_some(asio::buffer(m_inbox.data() + have, room),
+                                                     as_tuple(use_awaitable));
+    m_inbox.resize(have + n);
+    if (ec == asio::error::eof && m_inbox.size() == 0) {
+      co_return false;
+    }
+    if (ec) {
+      throw std::system_error(ec);
+    }
+  }
+  co_return true;
+}
+
+awaitable<Bytes> Channel::read_raw(std::size_t n)
+{
+  if (!co_await fill(n)) {
+    throw std::system_error(asio::error::eof);
+  }
+  Bytes out(m_inbox.begin() + static_cast<std::ptrdiff_t>(m_inbox_pos),
+            m_inbox.begin() + static_cast<std::ptrdiff_t>(m_inbox_pos + n));
+  m_inbox_pos += n;
+  co_return out;
+}
+
+awaitable<void> Channel::write_raw(ByteView data)
+{
+  co_await asio::async_write(m_socket, asio::buffer(data.data(), data.size()), use_awaitable);
+  m_out->bytes_sent += data.size();
+}
+
+awaitable<void> Channel::send(RecordType type, ByteView body)
+{
+  const auto out = m_out;
+  while (!out->error && out->queued.size() > k_max_queued) {
+    co_await out->progress.async_wait(as_tuple(use_awaitable));
+  }
+  post(type, body);
+}
+
+void Channel::post(RecordType type, ByteView body)
+{
+  const auto& out = m_out;
+  if (out->error) {
+    throw std::system_error(out->error);
+  }
+  const Bytes plaintext = encode_plaintext(type, body);
+  const std::size_t len_at = out->queued.size();
+  out->queued.resize(len_at + 2);
+  m_send.encrypt_append({}, plaintext, out->queued);
+  const std::size_t len = out->queued.size() - len_at - 2;
+  out->queued[len_at] = static_cast<std::uint8_t>(len >> 8);
+  out->queued[len_at + 1] = static_cast<std::uint8_t>(len);
+  if (!out->writing) {
+    out->writing = true;
+    // Detached on purpose: the writer reports failures through out->error to every sender.
+    asio::co_spawn(m_socket.get_executor(), write_loop(out), asio::detached);
+  }
+}
+
+awaitable<void> Channel::write_loop(std::shared_ptr<Outbox> out)
+{
+  Bytes writing;
+  while (out->socket != nullptr && !out->queued.empty() && !out->error) {
+    writing.clear();
+    writing.swap(out->queued); // records queued meanwhile go out in the next, batched, write
+    auto [ec, n] =
+        co_await asio::async_write(*out->socket, asio::buffer(writing), as_tuple(use_awaitable));
+    out->bytes_sent += n;
+    if (ec) {
+      out->error = ec;
+    }
+    out->progress.cancel();
+  }
+  if (out->socket == nullptr && !out->error) {
+    out->error = asio::error::operation_aborted;
+  }
+  out->writing = false;
+  out->progress.cancel();
+}
+
+awaitable<void> Channel::drain()
+{
+  const auto out = m_out;
+  while (!out->error && (out->writing || !out->queued.empty())) {
+    co_await out->progress.async_wait(as_tuple(use_awaitable));
+  }
+  if (out->error) {
+    throw std::system_error(out->error);
+  }
+}
+awaitable<std::optional<Record>> Channel::receive()
+{
+  if (!co_await fill(2)) {
+    co_return std::nullopt;
+  }
+  const std::size_t len = (std::size_t(m_inbox[m_inbox_pos]) << 8) | m_inbox[m_inbox_pos + 1];
+  if (len < k_min_record_size) {
+    throw ProtocolError("record length " + std::to_string(len) + " below minimum");
+  }
+  if (!co_await fill(2 + len)) {
+    throw std::system_error(asio::error::eof);
+  }
+  const ByteView sealed(m_inbox.data() + m_inbox_pos + 2, len);
+  Bytes plaintext = m_receive.decrypt({}, sealed);
+  m_inbox_pos += 2 + len;
+  co_return decode_plaintext(plaintext);
+}
+
+void Channel::shutdown_send()
+{
+  std::error_code ignored;
+  m_socket.shutdown(tcp::socket::shutdown_send, ignored);
+}
+
+void Channel::close()
+{
+  std::error_code ignored;
+  m_socket.close(ignored);
+  m_out->progress.cancel();
+}
+
+} // namespace dc

@@ -1,0 +1,71 @@
+#include "master/fanout.hpp"
+
+// Theory of operation
+// -------------------
+// pdsh's bounded thread pool, without threads: min(fanout, nodes) drain() coroutines share one
+// queue of node indexes; each takes the next node and runs its NodeSession to the end (connect,
+// upload, commands, BYE), so at most `fanout` nodes are in flight and a slow or dead node only
+// occupies its own slot, bounded by the connect timeout and the idle limit. A NodeSession never
+// throws: every failure becomes that node's NodeResult. interrupt() reaches every active
+// session (CANCEL to the worker) and empties the queue; a second interrupt closes connections.
+
+#include "master/node_session.hpp"
+
+namespace dc::master {
+
+Fanout::Fanout(const RunPlan& plan, Printer& printer)
+    : m_plan(plan), m_printer(printer), m_results(plan.peers.size())
+{
+  for (std::size_t i = 0; i < plan.peers.size(); ++i) {
+    m_pending.push_back(i);
+  }
+}
+
+awaitable<void> Fanout::run()
+{
+  const auto ex = co_await asio::this_coro::executor;
+  const std::size_t lanes = std::min(m_plan.options.fanout, m_plan.peers.size());
+  std::size_t running = lanes;
+  Event lane_done(ex);
+  for (std::size_t i = 0; i < lanes; ++i) {
+    asio::co_spawn(ex, drain(), [&](std::exception_ptr) {
+      --running;
+      lane_done.notify();
+    });
+  }
+  while (running > 0) {
+    co_await lane_done.wait();
+  }
+}
+
+awaitable<void> Fanout::drain()
+{
+  while (!m_pending.empty()) {
+    const std::size_t index = m_pending.front();
+    m_pending.pop_front();
+    NodeSession session(m_plan, m_plan.peers[index], m_printer);
+    m_active.insert(&session);
+    m_results[index] = co_await session.run();
+    m_active.erase(&session);
+    m_printer.finish_node(index);
+  }
+}
+
+void Fanout::interrupt()
+{
+  ++m_interrupts;
+  for (std::size_t index : m_pending) {
+    m_results[index].state = NodeState::cancelled;
+    m_results[index].detail = "not started";
+  }
+  m_pending.clear();
+  for (NodeSession* session : m_active) {
+    if (m_interrupts == 1) {
+      session->cancel();
+    } else {
+      session->abort();
+    }
+  }
+}
+
+} // namespace dc::master

@@ -1,0 +1,142 @@
+#include "master/node_result.hpp"
+
+#include "master/options.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+
+namespace dc::master {
+
+const char* to_string(NodeState s)
+{
+  switch (s) {
+  case NodeState::pending:
+    return "pending";
+  case NodeState::ok:
+    return "ok";
+  case NodeState::failed:
+    return "failed";
+  case NodeState::unreachable:
+    return "unreachable";
+  case NodeState::rejected:
+    return "rejected";
+  case NodeState::timed_out:
+    return "timeout";
+  case NodeState::cancelled:
+    return "cancelled";
+  case NodeState::lost:
+    return "lost";
+  }
+  return "?";
+}
+
+std::string format_duration(Clock::duration d)
+{
+  const double s = std::chrono::duration<double>(d).count();
+  char buf[32];
+  if (s < 1) {
+    std::snprintf(buf, sizeof buf, "%.0f ms", s * 1000);
+  } else if (s < 100) {
+    std::snprintf(buf, sizeof buf, "%.2f s", s);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.0f s", s);
+  }
+  return buf;
+}
+
+std::string summary_line(const std::string& label, std::size_t label_width, const NodeResult& r)
+{
+  std::string line = label;
+  line.append(label_width > label.size() ? label_width - label.size() : 0, ' ');
+  std::string state = to_string(r.state);
+  state.resize(std::max<std::size_t>(state.size(), 11), ' ');
+  line += "   " + state + " ";
+  std::string status;
+  if (r.exit_signal) {
+    status = "signal " + std::to_string(*r.exit_signal);
+    if (const char* name = sigabbrev_np(*r.exit_signal)) {
+      status += std::string(" (SIG") + name + ")";
+    }
+  } else if (r.exit_code) {
+    status = "exit " + std::to_string(*r.exit_code);
+  }
+  if (!status.empty()) {
+    status.resize(std::max<std::size_t>(status.size(), 8), ' ');
+    line += status + " ";
+  }
+  const bool ran = r.state != NodeState::unreachable && r.state != NodeState::rejected;
+  line += format_duration(r.total);
+  if (ran) {
+    line += "   (connect " + format_duration(r.connect) + ", upload " + format_duration(r.upload) +
+            ", run " + format_duration(r.run) + ")";
+  }
+  if (!r.detail.empty()) {
+    line += "   " + r.detail;
+  }
+  if (!r.kept_dir.empty()) {
+    line += "   kept " + r.kept_dir;
+  }
+  return line;
+}
+
+std::string total_line(const std::vector<NodeResult>& results, Clock::duration total)
+{
+  std::size_t ok = 0, failed = 0, unreachable = 0, other = 0;
+  for (const auto& r : results) {
+    switch (r.state) {
+    case NodeState::ok:
+      ++ok;
+      break;
+    case NodeState::failed:
+    case NodeState::timed_out:
+    case NodeState::lost:
+      ++failed;
+      break;
+    case NodeState::unreachable:
+    case NodeState::rejected:
+      ++unreachable;
+      break;
+    default:
+      ++other;
+    }
+  }
+  std::string line = std::to_string(ok) + " ok · " + std::to_string(failed) + " failed · " +
+                     std::to_string(unreachable) + " unreachable";
+  if (other > 0) {
+    line += " · " + std::to_string(other) + " cancelled";
+  }
+  return line + " — total time " + format_duration(total);
+}
+
+int exit_status(const std::vector<NodeResult>& results, bool interrupted, bool largest_remote)
+{
+  if (interrupted) {
+    return k_exit_interrupted;
+  }
+  bool unreachable = false, timed_out = false, failed = false;
+  int largest = 0;
+  for (const auto& r : results) {
+    unreachable |= r.state == NodeState::unreachable || r.state == NodeState::rejected ||
+                   r.state == NodeState::lost;
+    timed_out |= r.state == NodeState::timed_out;
+    failed |= r.state == NodeState::failed || r.state == NodeState::cancelled;
+    if (r.exit_signal) {
+      largest = std::max(largest, 128 + *r.exit_signal);
+    } else if (r.exit_code) {
+      largest = std::max(largest, *r.exit_code);
+    }
+  }
+  if (unreachable) {
+    return k_exit_unreachable;
+  }
+  if (largest_remote) {
+    return largest;
+  }
+  if (timed_out) {
+    return k_exit_timeout;
+  }
+  return failed ? k_exit_command_failed : k_exit_ok;
+}
+
+} // namespace dc::master

@@ -1,0 +1,48 @@
+#pragma once
+// What happened on one node, and how a run's results become summary lines and an exit status.
+
+#include "common/async.hpp"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace dc::master {
+
+enum class NodeState {
+  pending,     // not started
+  ok,          // every command exited 0
+  failed,      // a command exited non-zero or was killed by a signal, or the worker refused a step
+  unreachable, // could not connect (refused, no route, connect timeout, name not found)
+  rejected,  // connected but the worker refused us (key, version, busy) or failed to prove the key
+  timed_out, // a command hit --timeout
+  cancelled, // interrupted by the user
+  lost,      // connection lost mid-session: output may be incomplete
+};
+
+const char* to_string(NodeState s);
+
+struct NodeResult {
+  NodeState state = NodeState::pending;
+  std::optional<int> exit_code;   // of the last command that ran
+  std::optional<int> exit_signal; // if it was killed by a signal
+  std::string detail;             // why, for every state but ok
+  std::string kept_dir;           // --keep: where the job dir is on the node
+  Clock::duration connect{};      // connect + handshake + WELCOME
+  Clock::duration upload{};       // bundle sent and verified
+  Clock::duration run{};          // commands
+  Clock::duration total{};
+  std::uint64_t bytes_sent = 0;
+};
+
+// "lab01   ok    exit 0   1.84 s   (connect 2 ms, upload 31 ms, run 1.80 s)"
+std::string summary_line(const std::string& label, std::size_t label_width, const NodeResult& r);
+// "2 ok · 0 failed · 0 unreachable — total time 1.93 s"
+std::string total_line(const std::vector<NodeResult>& results, Clock::duration total);
+// The documented exit status: the first of 130, 3, 4, 1 that applies, else 0 (2 is decided
+// before any node runs). With `largest_remote`, the largest remote exit code (128+N for signal N)
+// replaces 1 and 4.
+int exit_status(const std::vector<NodeResult>& results, bool interrupted, bool largest_remote);
+std::string format_duration(Clock::duration d);
+
+} // namespace dc::master

@@ -1,0 +1,405 @@
+#include "master/node_session.hpp"
+
+#include "common/handshake.hpp"
+#include "common/log.hpp"
+
+namespace dc::master {
+namespace {
+
+constexpr auto k_ping_interval = 15s; // the worker closes idle sessions after 60 s
+constexpr auto k_idle_limit = 60s;    // nothing at all from the worker for this long: lost
+constexpr auto k_cancel_limit = 12s;  // worker's kill grace (5 s) plus margin
+constexpr auto k_bye_limit = 5s;
+
+// A worker-side failure with its stable code (ERROR record).
+class RemoteError : public std::runtime_error {
+public:
+  explicit RemoteError(ErrorBody e) : std::runtime_error(e.code + ": " + e.msg), body(std::move(e))
+  {
+  }
+  ErrorBody body;
+};
+
+class ConnectionLost : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+} // namespace
+
+// Sends a PING every k_ping_interval so the worker's idle limit never ends a quiet command.
+struct NodeSession::Pinger {
+  explicit Pinger(const asio::any_io_executor& ex) : timer(ex) {}
+  asio::steady_timer timer;
+  bool done = false;
+
+  static awaitable<void> loop(std::shared_ptr<Pinger> self, std::shared_ptr<Channel> channel)
+  {
+    std::uint64_t counter = 0;
+    while (!self->done) {
+      self->timer.expires_after(k_ping_interval);
+      co_await self->timer.async_wait(as_tuple(use_awaitable));
+      if (self->done) {
+        break;
+      }
+      Bytes body;
+      put_be<std::uint64_t>(body, ++counter);
+      try {
+        channel->post(RecordType::ping, body);
+      } catch (const std::exception&) {
+        break;
+      }
+    }
+  }
+};
+
+NodeSession::NodeSession(const RunPlan& plan, const Peer& peer, Printer& printer)
+    : m_plan(plan), m_peer(peer), m_printer(printer)
+{
+}
+
+NodeSession::~NodeSession()
+{
+  if (m_pinger) {
+    m_pinger->done = true;
+    m_pinger->timer.cancel();
+  }
+}
+
+void NodeSession::cancel()
+{
+  if (m_cancelled) {
+    return;
+  }
+  m_cancelled = true;
+  if (!m_channel) {
+    return;
+  }
+  if (m_phase == Phase::running && m_running_id) {
+    try {
+      m_channel->post(RecordType::cancel, as_bytes(dump_body(to_json(CancelBody{}))));
+      m_deadline->extend(k_cancel_limit);
+      return;
+    } catch (const std::exception&) {
+    }
+  }
+  if (m_phase != Phase::closing) {
+    m_channel->close();
+  }
+}
+
+void NodeSession::abort()
+{
+  m_cancelled = true;
+  if (m_channel) {
+    m_channel->close();
+  }
+}
+
+awaitable<NodeResult> NodeSession::run()
+{
+  const auto started = Clock::now();
+  auto mark = started;
+  const auto lap = [&mark] {
+    const auto now = Clock::now();
+    const auto d = now - mark;
+    mark = now;
+    return d;
+  };
+  try {
+    co_await connect();
+    m_result.connect = lap();
+    m_phase = Phase::uploading;
+    if (m_plan.bundle) {
+      co_await upload();
+    }
+    m_result.upload = lap();
+    m_phase = Phase::running;
+    m_result.state = NodeState::ok;
+    for (std::uint32_t i = 0; i < m_plan.options.commands.size(); ++i) {
+      if (m_cancelled) {
+        m_result.state = NodeState::cancelled;
+        break;
+      }
+      if (!co_await run_command(i, m_plan.options.commands[i])) {
+        break;
+      }
+    }
+    m_result.run = lap();
+    m_phase = Phase::closing;
+    co_await say_bye();
+  } catch (const HandshakeError& e) {
+    m_result.state = NodeState::rejected;
+    m_result.detail = e.what();
+  } catch (const RemoteError& e) {
+    const bool refused = e.body.code == "busy" || e.body.code == "shutdown";
+    m_result.state = m_phase == Phase::connecting ? NodeState::rejected : NodeState::failed;
+    if (e.body.code == "shutdown" && m_phase != Phase::connecting) {
+      m_result.state = NodeState::lost;
+    }
+    m_result.detail = (refused                       ? ""
+                       : m_phase == Phase::uploading ? "bundle rejected: "
+                                                     : "worker error: ") +
+                      e.body.msg;
+    if (e.body.ref && m_phase == Phase::uploading) {
+      m_result.detail += " (entry " + std::to_string(*e.body.ref) + ")";
+    }
+  } catch (const ConnectionLost& e) {
+    m_result.state = m_cancelled ? NodeState::cancelled : NodeState::lost;
+    m_result.detail = e.what();
+  } catch (const ProtocolError& e) {
+    m_result.state = NodeState::lost;
+    m_result.detail = std::string(e.what()) + " — output may be incomplete";
+  } catch (const BundleError& e) {
+    m_result.state = NodeState::failed;
+    m_result.detail = std::string("cannot send: ") + e.what();
+  } catch (const std::system_error& e) {
+    const bool timed_out = m_deadline && m_deadline->expired();
+    if (m_cancelled) {
+      m_result.state = NodeState::cancelled;
+      m_result.detail = m_phase == Phase::running ? "" : "interrupted";
+    } else if (m_phase == Phase::connecting) {
+      m_result.state = NodeState::unreachable;
+      m_result.detail =
+          timed_out ? "connect timeout (" + format_duration(m_plan.options.connect_timeout) + ")"
+                    : e.code().message();
+    } else {
+      m_result.state = NodeState::lost;
+      m_result.detail = timed_out ? "worker silent for " + format_duration(k_idle_limit) +
+                                        " — output may be incomplete"
+                                  : "connection lost — output may be incomplete";
+    }
+  }
+  if (m_pinger) {
+    m_pinger->done = true;
+    m_pinger->timer.cancel();
+  }
+  if (m_result.state == NodeState::ok && m_cancelled) {
+    m_result.state = NodeState::cancelled;
+  }
+  if (m_phase == Phase::running) {
+    m_result.run = lap();
+  }
+  m_result.total = Clock::now() - started;
+  if (m_channel) {
+    m_result.bytes_sent = m_channel->bytes_sent();
+    m_deadline.reset();
+    m_channel->close();
+  }
+  co_return m_result;
+}
+
+awaitable<void> NodeSession::connect()
+{
+  const auto ex = co_await asio::this_coro::executor;
+  // Names resolve in parallel (one resolver per node) within the connect timeout.
+  auto resolver = std::make_shared<tcp::resolver>(ex);
+  asio::steady_timer resolve_limit(ex, m_plan.options.connect_timeout);
+  resolve_limit.async_wait([resolver](std::error_code ec) {
+    if (!ec) {
+      resolver->cancel();
+    }
+  });
+  auto [rec, endpoints] = co_await resolver->async_resolve(m_peer.host, std::to_string(m_peer.port),
+                                                           as_tuple(use_awaitable));
+  resolve_limit.cancel();
+  if (rec == asio::error::operation_aborted) {
+    throw ConnectionLost("name lookup timed out");
+  }
+  if (rec) {
+    throw std::system_error(rec, "cannot resolve " + m_peer.host);
+  }
+  if (m_cancelled) {
+    throw std::system_error(asio::error::operation_aborted);
+  }
+  m_channel = std::make_shared<Channel>(tcp::socket(ex));
+  m_deadline = std::make_unique<Deadline>(m_channel->socket(), m_plan.options.connect_timeout);
+  co_await asio::async_connect(m_channel->socket(), endpoints, use_awaitable);
+  std::error_code ignored;
+  m_channel->socket().set_option(tcp::no_delay(true), ignored);
+  co_await client_handshake(*m_channel, m_plan.key);
+
+  Hello hello;
+  hello.client = std::string("distcomp master ") + DC_VERSION;
+  hello.name = m_peer.label;
+  hello.keep = m_plan.options.keep;
+  co_await m_channel->send(RecordType::hello, dump_body(to_json(hello)));
+  const Record record = co_await next();
+  if (record.type != RecordType::welcome) {
+    throw ProtocolError(std::string("expected WELCOME, got ") + to_string(record.type));
+  }
+  const Welcome welcome = welcome_from(parse_body(record.body));
+  m_result.kept_dir = welcome.job_dir;
+  log_debug("%s: session %s with %s (worker %s)", m_peer.label.c_str(), welcome.session.c_str(),
+            escape_for_log(welcome.worker).c_str(), escape_for_log(welcome.version).c_str());
+  m_deadline->extend(k_idle_limit);
+  m_pinger = std::make_shared<Pinger>(ex);
+  asio::co_spawn(ex, Pinger::loop(m_pinger, m_channel), asio::detached);
+}
+
+awaitable<void> NodeSession::upload()
+{
+  const BundleSource& bundle = *m_plan.bundle;
+  const Manifest& manifest = bundle.manifest;
+  const BundleBeginBody begin{manifest.entries.size(), manifest.file_count(),
+                              manifest.total_bytes(), bundle.compressed_manifest.size()};
+  co_await m_channel->send(RecordType::bundle_begin, dump_body(to_json(begin)));
+  const ByteView zmanifest(bundle.compressed_manifest);
+  for (std::size_t at = 0; at < zmanifest.size(); at += k_max_body_size) {
+    co_await m_channel->send(
+        RecordType::manifest,
+        zmanifest.subspan(at, std::min(k_max_body_size, zmanifest.size() - at)));
+  }
+  co_await m_channel->send(RecordType::manifest_end, ByteView{});
+  const Record want = co_await next();
+  if (want.type != RecordType::want) {
+    throw ProtocolError(std::string("expected WANT, got ") + to_string(want.type));
+  }
+  const std::size_t files = manifest.file_count();
+  if (want.body.size() != (files + 7) / 8) {
+    throw ProtocolError("WANT bitmap of the wrong length");
+  }
+  for (std::size_t i = 0; i < files; ++i) {
+    if ((want.body[i / 8] >> (i % 8) & 1) == 0) {
+      continue;
+    }
+    const std::shared_ptr<const Bytes> blob = m_plan.blobs->blob(i);
+    for (std::size_t at = 0; at < blob->size(); at += k_max_body_size) {
+      co_await m_channel->send(
+          RecordType::blob_data,
+          ByteView(*blob).subspan(at, std::min(k_max_body_size, blob->size() - at)));
+      if (m_cancelled) {
+        throw std::system_error(asio::error::operation_aborted);
+      }
+    }
+  }
+  co_await m_channel->send(RecordType::bundle_end, ByteView{});
+  const Record ok = co_await next();
+  if (ok.type != RecordType::bundle_ok) {
+    throw ProtocolError(std::string("expected BUNDLE_OK, got ") + to_string(ok.type));
+  }
+  bundle_ok_from(parse_body(ok.body));
+}
+
+RunBody NodeSession::make_run(std::uint32_t id, const std::string& command) const
+{
+  RunBody run;
+  run.id = id;
+  run.sh = command;
+  run.timeout_s = m_plan.options.command_timeout_s;
+  run.env = m_plan.options.env;
+  const std::string node_id = std::to_string(m_peer.index);
+  const std::string n_nodes = std::to_string(m_plan.peers.size());
+  run.env["DISTCOMP_NODE_ID"] = node_id;
+  run.env["DISTCOMP_N_NODES"] = n_nodes;
+  run.env["DISTCOMP_NODE_NAME"] = m_peer.label;
+  run.env["DISTCOMP_JOB_ID"] = m_plan.job_id;
+  run.env["DISTCOMP_RANK"] = node_id; // one process per node for now
+  run.env["DISTCOMP_SIZE"] = n_nodes;
+  return run;
+}
+
+awaitable<bool> NodeSession::run_command(std::uint32_t id, const std::string& command)
+{
+  co_await m_channel->send(RecordType::run, dump_body(to_json(make_run(id, command))));
+  m_running_id = id;
+  for (;;) {
+    Record record = co_await next();
+    if (record.type != RecordType::exit) {
+      throw ProtocolError(std::string("unexpected ") + to_string(record.type) + " during RUN");
+    }
+    const ExitBody exit = exit_from(parse_body(record.body));
+    if (exit.id != id) {
+      throw ProtocolError("EXIT for an unknown command id");
+    }
+    m_running_id.reset();
+    m_result.exit_code = exit.code;
+    m_result.exit_signal = exit.signal;
+    if (exit.reason == "timeout") {
+      m_result.state = NodeState::timed_out;
+      m_result.detail = "command " + std::to_string(id + 1) + " timed out after " +
+                        format_duration(std::chrono::duration_cast<Clock::duration>(
+                            std::chrono::duration<double>(m_plan.options.command_timeout_s)));
+      co_return false;
+    }
+    if (exit.reason == "shutdown") {
+      m_result.state = NodeState::lost;
+      m_result.detail = "worker shut down during the command";
+      co_return false;
+    }
+    if (exit.reason == "cancelled" || m_cancelled) {
+      m_result.state = NodeState::cancelled;
+      co_return false;
+    }
+    if (exit.signal || exit.code.value_or(0) != 0) {
+      m_result.state = NodeState::failed;
+      if (m_plan.options.commands.size() > 1) {
+        m_result.detail = "command " + std::to_string(id + 1) + " of " +
+                          std::to_string(m_plan.options.commands.size());
+      }
+      co_return false;
+    }
+    co_return true;
+  }
+}
+
+awaitable<void> NodeSession::say_bye()
+{
+  m_deadline->extend(k_bye_limit);
+  co_await m_channel->send(RecordType::bye, ByteView{});
+  // The worker kills leftovers, removes the job dir, then says BYE too.
+  for (;;) {
+    std::optional<Record> record = co_await m_channel->receive();
+    if (!record || record->type == RecordType::bye) {
+      break;
+    }
+    if (record->type == RecordType::error) {
+      const ErrorBody e = error_from(parse_body(record->body));
+      log_warn("%s: worker: %s", m_peer.label.c_str(), escape_for_log(e.msg).c_str());
+    }
+  }
+  m_channel->shutdown_send();
+}
+
+awaitable<Record> NodeSession::next()
+{
+  for (;;) {
+    std::optional<Record> record = co_await m_channel->receive();
+    if (!record) {
+      throw ConnectionLost("connection lost — output may be incomplete");
+    }
+    m_deadline->extend(m_cancelled ? k_cancel_limit : k_idle_limit);
+    switch (record->type) {
+    case RecordType::ping:
+      m_channel->post(RecordType::pong, record->body);
+      continue;
+    case RecordType::pong:
+      continue;
+    case RecordType::stdout_data:
+    case RecordType::stderr_data: {
+      const auto [id, data] = decode_output(record->body);
+      if (!m_running_id || id != *m_running_id) {
+        throw ProtocolError("output for a command that is not running");
+      }
+      m_printer.output(m_peer.index, record->type == RecordType::stderr_data, data);
+      co_await m_printer.wait_writable();
+      continue;
+    }
+    case RecordType::error: {
+      ErrorBody e = error_from(parse_body(record->body));
+      if (e.fatal || (e.ref && m_running_id && *e.ref == *m_running_id) ||
+          m_phase != Phase::running) {
+        throw RemoteError(std::move(e));
+      }
+      log_warn("%s: worker: %s", m_peer.label.c_str(), escape_for_log(e.msg).c_str());
+      continue;
+    }
+    case RecordType::bye:
+      throw ConnectionLost("worker ended the session");
+    default:
+      co_return std::move(*record);
+    }
+  }
+}
+
+} // namespace dc::master

@@ -1,0 +1,168 @@
+#include "master/options.hpp"
+
+#include "common/error.hpp"
+
+#include <cxxopts.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace dc::master {
+namespace {
+
+constexpr const char* k_epilog = R"(
+Commands run in order on every node, each through its own /bin/sh -c, in one fresh temporary
+directory per node, stopping at the first failure. Output is tagged "node | line"; job stdout
+goes to stdout, job stderr and the summary to stderr.
+
+Exit status: 0 all ok; 1 a command failed on some node; 2 usage or configuration error;
+3 a node was unreachable or rejected us; 4 a command timed out; 130 interrupted.
+When several apply, the first of 130, 2, 3, 4, 1 wins. -S returns the largest remote exit code
+instead (a remote signal N counts as 128+N).
+
+Examples:
+  master --keygen
+  master --peers peers.txt --send src/ --cmd "g++ -O2 main.cpp -o main && ./main"
+  master --peers peers.txt -- uptime)";
+
+std::string joined(int argc, char** argv, int from)
+{
+  std::string out;
+  for (int i = from; i < argc; ++i) {
+    out += (out.empty() ? "" : " ") + std::string(argv[i]);
+  }
+  return out;
+}
+
+double positive_seconds(const cxxopts::ParseResult& r, const char* name)
+{
+  const double s = r[name].as<double>();
+  if (!(s > 0) || !std::isfinite(s) || s > 1e7) {
+    throw ConfigError(std::string("--") + name + ": must be a positive number of seconds");
+  }
+  return s;
+}
+
+} // namespace
+
+Options parse_options(int argc, char** argv)
+{
+  // Everything after a lone `--` is one command, as pdsh users type it.
+  int dashdash = argc;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--") == 0) {
+      dashdash = i;
+      break;
+    }
+  }
+  cxxopts::Options spec("master", "distcomp master: ship files to every worker, run commands "
+                                  "there, and show their output live.");
+  spec.custom_help("[options] [-- command words...]");
+  // clang-format off
+  spec.add_options()
+    ("p,peers", "peers file: one host, host:port or [v6]:port per line", cxxopts::value<std::string>())
+    ("s,send", "file or directory to ship (repeatable); 'dir/' sends its contents, 'dir' the directory itself", cxxopts::value<std::vector<std::string>>())
+    ("c,cmd", "command to run on every node (repeatable; run in order)", cxxopts::value<std::vector<std::string>>())
+    ("e,env", "K=V added to every command's environment (repeatable)", cxxopts::value<std::vector<std::string>>())
+    ("k,key", "cluster key file (default ~/.config/distcomp/cluster.key, then /etc/distcomp/cluster.key)", cxxopts::value<std::string>())
+    ("keygen", "create a new cluster key file (at --key or the default path) and exit")
+    ("force", "with --keygen: replace an existing key; otherwise: accept loose key file permissions")
+    ("connect-timeout", "seconds to connect and authenticate, per node", cxxopts::value<double>()->default_value("5"))
+    ("t,timeout", "seconds each command may run (default: no limit)", cxxopts::value<double>())
+    ("keep", "keep the job directory on every node and print where it is")
+    ("S", "exit with the largest remote exit code")
+    ("fanout", "nodes served at once", cxxopts::value<long long>()->default_value("256"))
+    ("v,verbose", "log details")
+    ("h,help", "print this help")
+    ("version", "print the version");
+  // clang-format on
+  cxxopts::ParseResult r;
+  try {
+    r = spec.parse(dashdash, argv);
+  } catch (const cxxopts::exceptions::exception& e) {
+    throw ConfigError(e.what());
+  }
+  if (r.count("help")) {
+    std::printf("%s%s\n", spec.help().c_str(), k_epilog);
+    std::exit(0);
+  }
+  if (r.count("version")) {
+    std::printf("distcomp master %s (protocol v1)\n", DC_VERSION);
+    std::exit(0);
+  }
+  if (!r.unmatched().empty()) {
+    throw ConfigError("unexpected argument '" + r.unmatched().front() +
+                      "' (put a command after --, or use --cmd)");
+  }
+  Options o;
+  o.keygen = r.count("keygen") > 0;
+  o.force = r.count("force") > 0;
+  if (r.count("key")) {
+    o.key_path = r["key"].as<std::string>();
+  }
+  o.verbose = r.count("verbose") > 0;
+  if (o.keygen) {
+    return o;
+  }
+  if (r.count("peers") == 0) {
+    throw ConfigError("no peers: use --peers FILE");
+  }
+  o.peers_file = r["peers"].as<std::string>();
+  if (r.count("send")) {
+    o.send = r["send"].as<std::vector<std::string>>();
+  }
+  if (r.count("cmd")) {
+    o.commands = r["cmd"].as<std::vector<std::string>>();
+  }
+  if (dashdash < argc) {
+    const std::string tail = joined(argc, argv, dashdash + 1);
+    if (tail.empty()) {
+      throw ConfigError("nothing after --");
+    }
+    o.commands.push_back(tail);
+  }
+  if (o.commands.empty()) {
+    throw ConfigError("no command: use --cmd CMD or put one after --");
+  }
+  for (const auto& c : o.commands) {
+    if (c.find_first_not_of(" \t\n") == std::string::npos) {
+      throw ConfigError("empty command");
+    }
+  }
+  if (r.count("env")) {
+    for (const auto& kv : r["env"].as<std::vector<std::string>>()) {
+      const auto eq = kv.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        throw ConfigError("--env " + kv + ": expected K=V");
+      }
+      const std::string name = kv.substr(0, eq);
+      if (name.find_first_not_of(
+              "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") !=
+              std::string::npos ||
+          (name[0] >= '0' && name[0] <= '9')) {
+        throw ConfigError("--env " + kv + ": bad variable name");
+      }
+      if (name.rfind("DISTCOMP_", 0) == 0) {
+        throw ConfigError("--env " + kv + ": DISTCOMP_* variables are set by distcomp");
+      }
+      o.env[name] = kv.substr(eq + 1);
+    }
+  }
+  o.connect_timeout = std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(positive_seconds(r, "connect-timeout")));
+  if (r.count("timeout")) {
+    o.command_timeout_s = positive_seconds(r, "timeout");
+  }
+  o.keep = r.count("keep") > 0;
+  o.largest_remote_status = r.count("S") > 0;
+  const long long fanout = r["fanout"].as<long long>();
+  if (fanout < 1) {
+    throw ConfigError("--fanout: must be at least 1");
+  }
+  o.fanout = static_cast<std::size_t>(fanout);
+  return o;
+}
+
+} // namespace dc::master

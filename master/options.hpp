@@ -1,0 +1,40 @@
+#pragma once
+// Everything the master can be told on its command line.
+
+#include "common/async.hpp"
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace dc::master {
+
+struct Options {
+  std::string peers_file;
+  std::vector<std::string> send;     // --send paths, rsync convention
+  std::vector<std::string> commands; // --cmd, then the words after `--` as one command
+  std::map<std::string, std::string> env;
+  std::optional<std::string> key_path;
+  bool force = false; // with --keygen: overwrite; otherwise: accept loose key permissions
+  bool keygen = false;
+  Clock::duration connect_timeout = 5s; // connect + handshake + WELCOME, per node
+  double command_timeout_s = 0;         // 0 = none
+  bool keep = false;
+  bool largest_remote_status = false; // -S
+  std::size_t fanout = 256;
+  bool verbose = false;
+};
+
+// Parses argv. Prints --help/--version and exits 0 itself; throws ConfigError on bad usage.
+Options parse_options(int argc, char** argv);
+
+// Exit statuses of `master` (also in --help and the README).
+inline constexpr int k_exit_ok = 0;
+inline constexpr int k_exit_command_failed = 1;
+inline constexpr int k_exit_usage = 2;
+inline constexpr int k_exit_unreachable = 3;
+inline constexpr int k_exit_timeout = 4;
+inline constexpr int k_exit_interrupted = 130;
+
+} // namespace dc::master

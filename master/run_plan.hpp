@@ -1,0 +1,24 @@
+#pragma once
+// What every node session of one run shares, read-only: options, peers, key, bundle, job id.
+
+#include "common/bundle_source.hpp"
+#include "common/key_file.hpp"
+#include "common/peers.hpp"
+#include "master/options.hpp"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace dc::master {
+
+struct RunPlan {
+  const Options& options;
+  std::vector<Peer> peers;
+  const ClusterKey& key;
+  std::unique_ptr<BundleSource> bundle;  // null without --send
+  std::unique_ptr<BlobCompressor> blobs; // compresses each blob once for every node
+  std::string job_id;                    // DISTCOMP_JOB_ID, random per run
+};
+
+} // namespace dc::master

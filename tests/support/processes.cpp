@@ -1,0 +1,454 @@
+#include "tests/support/processes.hpp"
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
+#include <filesystem>
+#include <fstream>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sstream>
+#include <stdexcept>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace dc::test {
+namespace {
+
+[[noreturn]] void fail(const std::string& what)
+{
+  throw std::runtime_error(what + ": " + std::strerror(errno));
+}
+
+std::vector<char*> c_args(const std::string& bin, const std::vector<std::string>& args)
+{
+  std::vector<char*> out;
+  out.push_back(const_cast<char*>(bin.c_str()));
+  for (const auto& a : args) {
+    out.push_back(const_cast<char*>(a.c_str()));
+  }
+  out.push_back(nullptr);
+  return out;
+}
+
+// Starts `bin args` with stdout/stderr on pipes (out_fd/err_fd returned) and stdin /dev/null.
+pid_t spawn(const std::string& bin, const std::vector<std::string>& args, int& out_fd, int& err_fd,
+            const std::string& cwd = "")
+{
+  int out[2], err[2];
+  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
+    fail("pipe2");
+  }
+  auto argv = c_args(bin, args);
+  const pid_t pid = fork();
+  if (pid < 0) {
+    fail("fork");
+  }
+  if (pid == 0) {
+    const int devnull = open("/dev/null", O_RDONLY);
+    dup2(devnull, 0);
+    dup2(out[1], 1);
+    dup2(err[1], 2);
+    if (!cwd.empty() && chdir(cwd.c_str()) != 0) {
+      _exit(126);
+    }
+    execv(bin.c_str(), argv.data());
+    _exit(127);
+  }
+  close(out[1]);
+  close(err[1]);
+  out_fd = out[0];
+  err_fd = err[0];
+  return pid;
+}
+
+std::optional<int> wait_exit(pid_t pid, std::chrono::milliseconds timeout)
+{
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    int status = 0;
+    const pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) {
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    if (r < 0) {
+      return std::nullopt;
+    }
+    if (std::chrono::steady_clock::now() >= until) {
+      return std::nullopt;
+    }
+    // Polling a child's exit is the test harness's only waiting loop (no pidfd in tests needed).
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+std::vector<std::string> split_lines(const std::string& text)
+{
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    out.push_back(line);
+  }
+  return out;
+}
+
+} // namespace
+
+TempDir::TempDir()
+{
+  const char* base = std::getenv("TMPDIR");
+  std::string templ = std::string(base && *base ? base : "/tmp") + "/dc-test-XXXXXX";
+  if (mkdtemp(templ.data()) == nullptr) {
+    fail("mkdtemp");
+  }
+  m_path = templ;
+}
+
+TempDir::~TempDir()
+{
+  if (std::getenv("DC_KEEP_TEST_DIRS") == nullptr) {
+    std::error_code ec;
+    std::filesystem::remove_all(m_path, ec);
+  }
+}
+
+void write_file(const std::string& path, const std::string& content, int mode)
+{
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << content;
+  chmod(path.c_str(), static_cast<mode_t>(mode));
+}
+
+std::string read_file(const std::string& path)
+{
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+bool exists(const std::string& path)
+{
+  struct stat st {};
+  return lstat(path.c_str(), &st) == 0;
+}
+
+std::string make_key(const TempDir& dir, const std::string& name)
+{
+  const std::string path = dir / name;
+  const MasterRun r = run_master({"--keygen", "--key", path});
+  if (r.exit_code != 0) {
+    throw std::runtime_error("master --keygen failed: " + r.err);
+  }
+  return path;
+}
+
+OutputCollector::OutputCollector(int fd) : m_thread([this, fd] { loop(fd); }) {}
+
+OutputCollector::~OutputCollector()
+{
+  join();
+}
+
+void OutputCollector::join()
+{
+  if (m_thread.joinable()) {
+    m_thread.join();
+  }
+}
+
+void OutputCollector::loop(int fd)
+{
+  char buf[65536];
+  for (;;) {
+    const ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    std::lock_guard lock(m_mutex);
+    if (n <= 0) {
+      m_eof = true;
+      m_changed.notify_all();
+      break;
+    }
+    m_text.append(buf, static_cast<std::size_t>(n));
+    m_changed.notify_all();
+  }
+  close(fd);
+}
+
+std::string OutputCollector::text() const
+{
+  std::lock_guard lock(m_mutex);
+  return m_text;
+}
+
+std::optional<std::string> OutputCollector::wait_for(const std::string& needle,
+                                                     std::chrono::milliseconds timeout) const
+{
+  std::unique_lock lock(m_mutex);
+  const bool found = m_changed.wait_for(
+      lock, timeout, [&] { return m_text.find(needle) != std::string::npos || m_eof; });
+  if (found && m_text.find(needle) != std::string::npos) {
+    return m_text;
+  }
+  return std::nullopt;
+}
+
+WorkerProcess::WorkerProcess(WorkerConfig config) : m_bind(config.bind)
+{
+  m_key = config.key.empty() ? make_key(m_dir) : config.key;
+  m_workdir = m_dir / "workdir";
+  std::vector<std::string> args = {"--bind", config.bind, "--port",    "0",
+                                   "--key",  m_key,       "--workdir", m_workdir};
+  args.insert(args.end(), config.extra.begin(), config.extra.end());
+  int out_fd = -1, err_fd = -1;
+  m_pid = spawn(DC_WORKER_BIN, args, out_fd, err_fd);
+  close(out_fd);
+  m_stderr = std::make_unique<OutputCollector>(err_fd);
+  const auto text = m_stderr->wait_for("listening on ", std::chrono::seconds(20));
+  if (!text) {
+    const std::string log = m_stderr->text();
+    kill(m_pid, SIGKILL);
+    wait_exit(m_pid, std::chrono::seconds(5));
+    m_status = -1;
+    throw std::runtime_error("worker did not start: " + log);
+  }
+  // "worker: listening on 127.0.0.1:PORT" (the line may not be complete yet: wait for its end)
+  const auto line_end = m_stderr->wait_for(":", std::chrono::seconds(1));
+  std::string log;
+  for (int i = 0; i < 100; ++i) {
+    log = m_stderr->text();
+    const auto at = log.find("listening on ");
+    const auto nl = log.find('\n', at);
+    if (nl != std::string::npos) {
+      const std::string endpoint = log.substr(at + 13, nl - at - 13);
+      m_port = static_cast<std::uint16_t>(std::stoi(endpoint.substr(endpoint.rfind(':') + 1)));
+      return;
+    }
+    m_stderr->wait_for("\n", std::chrono::milliseconds(50));
+  }
+  (void)line_end;
+  throw std::runtime_error("worker printed no port: " + log);
+}
+
+WorkerProcess::~WorkerProcess()
+{
+  if (!m_status && m_pid > 0) {
+    kill(m_pid, SIGKILL);
+    wait_exit(m_pid, std::chrono::seconds(10));
+  }
+  m_stderr.reset();
+}
+
+bool WorkerProcess::wait_log(const std::string& needle, std::chrono::milliseconds timeout) const
+{
+  return m_stderr->wait_for(needle, timeout).has_value();
+}
+
+int WorkerProcess::stop(int sig, std::chrono::milliseconds timeout)
+{
+  if (m_status) {
+    return *m_status;
+  }
+  kill(m_pid, sig);
+  auto status = wait_exit(m_pid, timeout);
+  if (!status) {
+    kill(m_pid, SIGKILL);
+    status = wait_exit(m_pid, std::chrono::seconds(5));
+    m_status = -1;
+    return -1;
+  }
+  m_status = *status;
+  return *status;
+}
+
+bool WorkerProcess::running() const
+{
+  return !m_status && kill(m_pid, 0) == 0;
+}
+
+std::vector<pid_t> WorkerProcess::descendants() const
+{
+  // Build the parent map once, then walk down from the worker.
+  std::multimap<pid_t, pid_t> children;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) {
+      continue;
+    }
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    const auto paren = line.rfind(')');
+    if (paren == std::string::npos) {
+      continue;
+    }
+    char state = 0;
+    long ppid = 0;
+    if (std::sscanf(line.c_str() + paren + 1, " %c %ld", &state, &ppid) == 2 && state != 'Z') {
+      children.emplace(static_cast<pid_t>(ppid), static_cast<pid_t>(std::stol(name)));
+    }
+  }
+  std::vector<pid_t> out;
+  std::vector<pid_t> todo = {m_pid};
+  while (!todo.empty()) {
+    const pid_t p = todo.back();
+    todo.pop_back();
+    auto [b, e] = children.equal_range(p);
+    for (auto it = b; it != e; ++it) {
+      out.push_back(it->second);
+      todo.push_back(it->second);
+    }
+  }
+  return out;
+}
+
+bool MasterRun::has_stdout_line(const std::string& line) const
+{
+  for (const auto& l : stdout_lines()) {
+    if (l == line) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool MasterRun::has_stderr_line(const std::string& line) const
+{
+  for (const auto& l : stderr_lines()) {
+    if (l == line) {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::vector<std::string> MasterRun::stdout_lines() const
+{
+  return split_lines(out);
+}
+std::vector<std::string> MasterRun::stderr_lines() const
+{
+  return split_lines(err);
+}
+
+MasterRun run_master(const std::vector<std::string>& args, std::chrono::seconds timeout,
+                     const std::string& cwd)
+{
+  int out_fd = -1, err_fd = -1;
+  const pid_t pid = spawn(DC_MASTER_BIN, args, out_fd, err_fd, cwd);
+  OutputCollector out(out_fd);
+  OutputCollector err(err_fd);
+  MasterRun run;
+  auto status = wait_exit(pid, timeout);
+  if (!status) {
+    kill(pid, SIGKILL);
+    status = wait_exit(pid, std::chrono::seconds(5));
+    run.exit_code = -1;
+  } else {
+    run.exit_code = *status;
+  }
+  out.join();
+  err.join();
+  run.out = out.text();
+  run.err = err.text();
+  return run;
+}
+
+MasterProcess::MasterProcess(const std::vector<std::string>& args)
+{
+  int out_fd = -1, err_fd = -1;
+  m_pid = spawn(DC_MASTER_BIN, args, out_fd, err_fd);
+  m_out = std::make_unique<OutputCollector>(out_fd);
+  m_err = std::make_unique<OutputCollector>(err_fd);
+}
+
+MasterProcess::~MasterProcess()
+{
+  if (!m_status) {
+    kill(m_pid, SIGKILL);
+    wait_exit(m_pid, std::chrono::seconds(5));
+  }
+}
+
+bool MasterProcess::wait_stdout(const std::string& needle, std::chrono::milliseconds timeout) const
+{
+  return m_out->wait_for(needle, timeout).has_value();
+}
+
+void MasterProcess::signal(int sig) const
+{
+  kill(m_pid, sig);
+}
+
+MasterRun MasterProcess::wait(std::chrono::seconds timeout)
+{
+  MasterRun run;
+  auto status = wait_exit(m_pid, timeout);
+  if (!status) {
+    kill(m_pid, SIGKILL);
+    wait_exit(m_pid, std::chrono::seconds(5));
+    run.exit_code = -1;
+  } else {
+    run.exit_code = *status;
+  }
+  m_status = run.exit_code;
+  m_out->join();
+  m_err->join();
+  run.out = m_out->text();
+  run.err = m_err->text();
+  return run;
+}
+
+std::string write_peers(const TempDir& dir, const std::vector<std::string>& lines,
+                        const std::string& name)
+{
+  std::string text;
+  for (const auto& l : lines) {
+    text += l + "\n";
+  }
+  const std::string path = dir / name;
+  write_file(path, text);
+  return path;
+}
+
+std::vector<pid_t> processes_with_env(const std::string& needle)
+{
+  std::vector<pid_t> out;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) {
+      continue;
+    }
+    std::ifstream env(entry.path() / "environ", std::ios::binary);
+    std::string item;
+    while (std::getline(env, item, '\0')) {
+      if (item == needle) {
+        out.push_back(static_cast<pid_t>(std::stol(name)));
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+std::uint16_t unused_port()
+{
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+} // namespace dc::test

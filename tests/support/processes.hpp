@@ -1,0 +1,140 @@
+#pragma once
+// Test helpers that start the real binaries: a worker on 127.0.0.1:0 with its own key and
+// workdir, and the master with captured stdout/stderr. Every process is stopped by its pid.
+
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <sys/types.h>
+#include <thread>
+#include <vector>
+
+namespace dc::test {
+
+// A fresh directory under $TMPDIR (or /tmp), removed by the destructor unless the
+// DC_KEEP_TEST_DIRS environment variable is set.
+class TempDir {
+public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return m_path; }
+  std::string operator/(const std::string& name) const { return m_path + "/" + name; }
+
+private:
+  std::string m_path;
+};
+
+void write_file(const std::string& path, const std::string& content, int mode = 0644);
+std::string read_file(const std::string& path);
+bool exists(const std::string& path);
+
+// Creates a key file with `master --keygen` (mode 0600) and returns its path.
+std::string make_key(const TempDir& dir, const std::string& name = "cluster.key");
+
+// Collects a child's output from a pipe on a thread, so the child never blocks on it.
+class OutputCollector {
+public:
+  explicit OutputCollector(int fd);
+  ~OutputCollector();
+  std::string text() const;
+  // Waits until the collected text contains `needle` (or EOF / timeout). Returns the text.
+  std::optional<std::string> wait_for(const std::string& needle,
+                                      std::chrono::milliseconds timeout) const;
+  void join(); // waits for EOF
+
+private:
+  void loop(int fd);
+  mutable std::mutex m_mutex;
+  mutable std::condition_variable m_changed;
+  std::string m_text;
+  bool m_eof = false;
+  std::thread m_thread;
+};
+
+struct WorkerConfig {
+  std::string key;                // key file; default: a fresh one in the worker's dir
+  std::vector<std::string> extra; // more worker options
+  std::string bind = "127.0.0.1";
+};
+
+class WorkerProcess {
+public:
+  explicit WorkerProcess(WorkerConfig config = {});
+  ~WorkerProcess(); // SIGKILL and reap if still running
+  WorkerProcess(const WorkerProcess&) = delete;
+  WorkerProcess& operator=(const WorkerProcess&) = delete;
+
+  std::string address() const { return m_bind + ":" + std::to_string(m_port); }
+  std::uint16_t port() const { return m_port; }
+  pid_t pid() const { return m_pid; }
+  const std::string& key() const { return m_key; }
+  const std::string& workdir() const { return m_workdir; }
+  const TempDir& dir() const { return m_dir; }
+  std::string log() const { return m_stderr->text(); }
+  bool wait_log(const std::string& needle,
+                std::chrono::milliseconds timeout = std::chrono::seconds(10)) const;
+  // Sends `sig` and waits for exit; returns the exit status (or 128+signal).
+  int stop(int sig = 15, std::chrono::milliseconds timeout = std::chrono::seconds(20));
+  bool running() const;
+  // Pids of every descendant of the worker (from /proc).
+  std::vector<pid_t> descendants() const;
+
+private:
+  TempDir m_dir;
+  std::string m_key;
+  std::string m_workdir;
+  std::string m_bind;
+  std::uint16_t m_port = 0;
+  pid_t m_pid = -1;
+  std::optional<int> m_status;
+  std::unique_ptr<OutputCollector> m_stderr;
+};
+
+struct MasterRun {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+  bool has_stdout_line(const std::string& line) const;
+  bool has_stderr_line(const std::string& line) const;
+  std::vector<std::string> stdout_lines() const;
+  std::vector<std::string> stderr_lines() const;
+};
+
+// Runs the master to completion with the given arguments (killed after `timeout`).
+MasterRun run_master(const std::vector<std::string>& args,
+                     std::chrono::seconds timeout = std::chrono::seconds(60),
+                     const std::string& cwd = "");
+
+// A master started in the background, for signal tests.
+class MasterProcess {
+public:
+  explicit MasterProcess(const std::vector<std::string>& args);
+  ~MasterProcess();
+  pid_t pid() const { return m_pid; }
+  bool wait_stdout(const std::string& needle, std::chrono::milliseconds timeout) const;
+  void signal(int sig) const;
+  MasterRun wait(std::chrono::seconds timeout = std::chrono::seconds(60));
+
+private:
+  pid_t m_pid = -1;
+  std::unique_ptr<OutputCollector> m_out;
+  std::unique_ptr<OutputCollector> m_err;
+  std::optional<int> m_status;
+};
+
+// Writes a peers file with one line per address; returns its path.
+std::string write_peers(const TempDir& dir, const std::vector<std::string>& lines,
+                        const std::string& name = "peers.txt");
+
+// Processes (pids) whose environment contains `needle` ("DISTCOMP_JOB_ID=…").
+std::vector<pid_t> processes_with_env(const std::string& needle);
+
+// A TCP port on 127.0.0.1 that nothing listens on (bound, then closed).
+std::uint16_t unused_port();
+
+} // namespace dc::test

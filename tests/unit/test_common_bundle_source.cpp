@@ -1,0 +1,313 @@
+#include "common/bundle_source.hpp"
+
+#define ZSTD_STATIC_LINKING_ONLY // ZSTD_getFrameHeader: check the checksum flag
+#include <doctest/doctest.h>
+#include <sodium.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <fcntl.h>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <system_error>
+#include <unistd.h>
+#include <vector>
+
+namespace {
+
+class ScratchDir {
+public:
+  ScratchDir()
+  {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "dc-source-XXXXXX").string();
+    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+    m_path = tmpl;
+  }
+  ~ScratchDir()
+  {
+    std::error_code ec;
+    std::filesystem::remove_all(m_path, ec);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  std::string operator/(const std::string& rel) const { return m_path + "/" + rel; }
+  const std::string& path() const { return m_path; }
+
+private:
+  std::string m_path;
+};
+
+void write_file(const std::string& path, const std::string& content, mode_t mode = 0644)
+{
+  std::ofstream(path, std::ios::binary) << content;
+  REQUIRE(::chmod(path.c_str(), mode) == 0);
+}
+
+void set_mtime(const std::string& path, std::int64_t s, long ns)
+{
+  const timespec times[2] = {{0, UTIME_OMIT}, {static_cast<time_t>(s), ns}};
+  REQUIRE(::utimensat(AT_FDCWD, path.c_str(), times, AT_SYMLINK_NOFOLLOW) == 0);
+}
+
+dc::Hash blake2b(const std::string& content)
+{
+  dc::Hash h{};
+  crypto_generichash(h.data(), h.size(), reinterpret_cast<const unsigned char*>(content.data()),
+                     content.size(), nullptr, 0);
+  return h;
+}
+
+std::vector<std::string> paths_of(const dc::Manifest& m)
+{
+  std::vector<std::string> out;
+  for (const auto& e : m.entries) {
+    out.push_back(e.path);
+  }
+  return out;
+}
+
+dc::Bytes decompress(const dc::Bytes& frame)
+{
+  const auto size = ZSTD_getFrameContentSize(frame.data(), frame.size());
+  REQUIRE(size != ZSTD_CONTENTSIZE_UNKNOWN);
+  REQUIRE(size != ZSTD_CONTENTSIZE_ERROR);
+  dc::Bytes out(size);
+  const auto n = ZSTD_decompress(out.data(), out.size(), frame.data(), frame.size());
+  REQUIRE(!ZSTD_isError(n));
+  REQUIRE(n == size);
+  return out;
+}
+
+std::string config_error(const std::vector<std::string>& args)
+{
+  try {
+    dc::scan_sources(args);
+  } catch (const dc::ConfigError& e) {
+    return e.what();
+  }
+  FAIL("scan_sources accepted the arguments");
+  return {};
+}
+
+// src/ a.txt, run.sh (executable), sub/ b, sub/deeper/ c
+void make_tree(const ScratchDir& dir)
+{
+  REQUIRE(::mkdir((dir / "src").c_str(), 0755) == 0);
+  REQUIRE(::mkdir((dir / "src/sub").c_str(), 0700) == 0);
+  REQUIRE(::mkdir((dir / "src/sub/deeper").c_str(), 0755) == 0);
+  write_file(dir / "src/a.txt", "alpha\n");
+  write_file(dir / "src/run.sh", "#!/bin/sh\necho hi\n", 0700);
+  write_file(dir / "src/sub/b", "");
+  write_file(dir / "src/sub/deeper/c", std::string(3 << 20, 'c')); // several hash chunks
+  set_mtime(dir / "src/a.txt", 1'600'000'000, 123'456'789);
+  set_mtime(dir / "src/sub", 1'500'000'000, 5);
+}
+
+} // namespace
+
+TEST_CASE("bundle_source: 'src/' sends the contents at the job root")
+{
+  ScratchDir dir;
+  make_tree(dir);
+  const dc::BundleSource s = dc::scan_sources({dir / "src/"});
+  CHECK(paths_of(s.manifest) ==
+        std::vector<std::string>{"a.txt", "run.sh", "sub", "sub/b", "sub/deeper", "sub/deeper/c"});
+  CHECK(s.file_paths == std::vector<std::string>{dir / "src/a.txt", dir / "src/run.sh",
+                                                 dir / "src/sub/b", dir / "src/sub/deeper/c"});
+  const auto& e = s.manifest.entries;
+  CHECK(e[0].kind == dc::EntryKind::file);
+  CHECK_FALSE(e[0].executable);
+  CHECK(e[0].size == 6);
+  CHECK(e[0].hash == blake2b("alpha\n"));
+  CHECK(e[0].mtime_s == 1'600'000'000);
+  CHECK(e[0].mtime_ns == 123'456'789);
+  CHECK(e[1].executable); // 0700: any x bit
+  CHECK(e[2].kind == dc::EntryKind::dir);
+  CHECK_FALSE(e[2].executable);
+  CHECK(e[2].mtime_s == 1'500'000'000);
+  CHECK(e[2].mtime_ns == 5);
+  CHECK(e[3].size == 0);
+  CHECK(e[3].hash == blake2b(""));
+  CHECK(e[5].size == (3u << 20));
+  CHECK(e[5].hash == blake2b(std::string(3 << 20, 'c')));
+  CHECK(s.manifest.total_bytes() == 6 + 18 + (3u << 20));
+
+  // The compressed manifest is one frame of exactly the encoded manifest, and decodes validly.
+  CHECK(decompress(s.compressed_manifest) == dc::encode_manifest(s.manifest));
+  CHECK(ZSTD_findFrameCompressedSize(s.compressed_manifest.data(), s.compressed_manifest.size()) ==
+        s.compressed_manifest.size());
+  CHECK(dc::decode_manifest(decompress(s.compressed_manifest), {}).entries.size() == 6);
+
+  // "src/." and "src//" mean the same as "src/".
+  CHECK(paths_of(dc::scan_sources({dir / "src/."}).manifest) == paths_of(s.manifest));
+  CHECK(paths_of(dc::scan_sources({dir / "src//"}).manifest) == paths_of(s.manifest));
+}
+
+TEST_CASE("bundle_source: 'src' sends the directory itself, a file goes under its base name")
+{
+  ScratchDir dir;
+  make_tree(dir);
+  write_file(dir / "notes.md", "n");
+  const dc::BundleSource s = dc::scan_sources({dir / "src", dir / "notes.md"});
+  CHECK(paths_of(s.manifest) == std::vector<std::string>{"notes.md", "src", "src/a.txt",
+                                                         "src/run.sh", "src/sub", "src/sub/b",
+                                                         "src/sub/deeper", "src/sub/deeper/c"});
+  CHECK(s.file_paths.front() == dir / "notes.md");
+
+  // "../x": only the base name counts.
+  const dc::BundleSource up = dc::scan_sources({dir / "src/sub/../a.txt"});
+  CHECK(paths_of(up.manifest) == std::vector<std::string>{"a.txt"});
+  CHECK(up.file_paths == std::vector<std::string>{dir / "src/sub/../a.txt"});
+
+  // A relative argument works from the current directory.
+  const std::string cwd = std::filesystem::current_path().string();
+  REQUIRE(::chdir((dir / "src").c_str()) == 0);
+  const dc::BundleSource rel = dc::scan_sources({"sub", "a.txt"});
+  REQUIRE(::chdir(cwd.c_str()) == 0);
+  CHECK(paths_of(rel.manifest) ==
+        std::vector<std::string>{"a.txt", "sub", "sub/b", "sub/deeper", "sub/deeper/c"});
+  CHECK(rel.file_paths.front() == "a.txt");
+  CHECK(rel.file_paths.back() == "sub/deeper/c");
+}
+
+TEST_CASE("bundle_source: no arguments give an empty manifest")
+{
+  const dc::BundleSource s = dc::scan_sources({});
+  CHECK(s.manifest.entries.empty());
+  CHECK(s.file_paths.empty());
+  CHECK(decompress(s.compressed_manifest) == dc::encode_manifest({}));
+}
+
+TEST_CASE("bundle_source: D15 symlinks, FIFOs and sockets are refused with their paths listed")
+{
+  ScratchDir dir;
+  make_tree(dir);
+  REQUIRE(::symlink("/etc/passwd", (dir / "src/link").c_str()) == 0);
+  REQUIRE(::mkfifo((dir / "src/sub/fifo").c_str(), 0644) == 0);
+  const int sock = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  REQUIRE(sock >= 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const std::string sock_path = dir / "src/sock";
+  REQUIRE(sock_path.size() < sizeof addr.sun_path);
+  std::copy(sock_path.begin(), sock_path.end(), addr.sun_path);
+  REQUIRE(::bind(sock, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  ::close(sock);
+
+  const std::string msg = config_error({dir / "src/"});
+  CHECK(msg.rfind("cannot send: ", 0) == 0);
+  CHECK(msg.find(dir / "src/link (symbolic link)") != std::string::npos);
+  CHECK(msg.find(dir / "src/sub/fifo (fifo)") != std::string::npos);
+  CHECK(msg.find(dir / "src/sock (socket)") != std::string::npos);
+
+  // A symlink given as the argument itself is refused too; "link/" would follow it like rsync.
+  REQUIRE(::symlink((dir / "src/sub/deeper").c_str(), (dir / "dirlink").c_str()) == 0);
+  CHECK(config_error({dir / "dirlink"}).find("dirlink (symbolic link)") != std::string::npos);
+  CHECK(paths_of(dc::scan_sources({dir / "dirlink/"}).manifest) == std::vector<std::string>{"c"});
+  CHECK(config_error({"/dev/null"}) == "cannot send: /dev/null (character device)");
+}
+
+TEST_CASE("bundle_source: duplicates, missing paths and unsendable names are refused")
+{
+  ScratchDir dir;
+  REQUIRE(::mkdir((dir / "a").c_str(), 0755) == 0);
+  REQUIRE(::mkdir((dir / "b").c_str(), 0755) == 0);
+  write_file(dir / "a/x", "1");
+  write_file(dir / "b/x", "2");
+
+  const std::string twice = config_error({dir / "a/x", dir / "b/x"});
+  CHECK(twice.find("x (sent twice: " + (dir / "a/x") + " and " + (dir / "b/x") + ")") !=
+        std::string::npos);
+  CHECK(config_error({dir / "a/", dir / "b/"}).find("x (sent twice") != std::string::npos);
+  CHECK(config_error({dir / "a/x", dir / "a/x"}).find("sent twice") != std::string::npos);
+
+  CHECK(config_error({dir / "missing"}) ==
+        "cannot send: " + (dir / "missing") + ": No such file or directory");
+  CHECK(config_error({dir / "a/x/"}).find("Not a directory") != std::string::npos);
+
+  write_file(dir / "a/back\\slash", "");
+  write_file(dir / "a/ctl\x01", "");
+  const std::string names = config_error({dir / "a/"});
+  CHECK(names.find("back\\x5cslash (name not sendable: backslash)") != std::string::npos);
+  CHECK(names.find("ctl\\x01 (name not sendable: control character)") != std::string::npos);
+}
+
+TEST_CASE("bundle_source: at most 20 offenders are listed")
+{
+  ScratchDir dir;
+  REQUIRE(::mkdir((dir / "d").c_str(), 0755) == 0);
+  for (int i = 0; i < 25; ++i) {
+    REQUIRE(::symlink("x", (dir / ("d/l" + std::to_string(i))).c_str()) == 0);
+  }
+  const std::string msg = config_error({dir / "d"});
+  CHECK(std::count(msg.begin(), msg.end(), '(') == 20);
+  CHECK(msg.find(", and 5 more") != std::string::npos);
+}
+
+TEST_CASE("bundle_source: BlobCompressor frames pin the size, skip the checksum, are shared")
+{
+  ScratchDir dir;
+  make_tree(dir);
+  write_file(dir / "src/twin.txt", "alpha\n");
+  const dc::BundleSource s = dc::scan_sources({dir / "src/"});
+  dc::BlobCompressor compressor(s, 3);
+  REQUIRE(s.file_paths.size() == 5);
+  for (std::size_t i = 0; i < s.file_paths.size(); ++i) {
+    const auto blob = compressor.blob(i);
+    std::ifstream in(s.file_paths[i], std::ios::binary);
+    const std::string content((std::istreambuf_iterator<char>(in)), {});
+    CHECK(decompress(*blob) == dc::Bytes(content.begin(), content.end()));
+    ZSTD_frameHeader h{};
+    REQUIRE(ZSTD_getFrameHeader(&h, blob->data(), blob->size()) == 0);
+    CHECK(h.frameContentSize == content.size());
+    CHECK(h.checksumFlag == 0);
+    CHECK(h.windowSize <= std::max<std::uint64_t>(content.size(), 1024));
+    CHECK(ZSTD_findFrameCompressedSize(blob->data(), blob->size()) == blob->size());
+    CHECK(compressor.blob(i) == blob); // cached
+  }
+  CHECK(compressor.blob(0) == compressor.blob(4)); // a.txt and twin.txt: same content, one blob
+  CHECK_THROWS_AS(compressor.blob(5), std::out_of_range);
+}
+
+TEST_CASE("bundle_source: BlobCompressor refuses files changed or removed since the scan")
+{
+  ScratchDir dir;
+  write_file(dir / "a", "1234");
+  write_file(dir / "b", "1234");
+  write_file(dir / "c", "1234");
+  write_file(dir / "d", "1234");
+  const dc::BundleSource s = dc::scan_sources({dir / "a", dir / "b", dir / "c", dir / "d"});
+  write_file(dir / "a", "12345"); // grew
+  write_file(dir / "b", "123");   // shrank
+  write_file(dir / "c", "abcd");  // same size, other content
+  REQUIRE(::unlink((dir / "d").c_str()) == 0);
+  dc::BlobCompressor compressor(s);
+  for (std::size_t i = 0; i < 3; ++i) {
+    try {
+      compressor.blob(i);
+      FAIL("changed file accepted");
+    } catch (const dc::BundleError& e) {
+      CHECK(e.code() == "bad_bundle");
+      CHECK(e.ref() == static_cast<long long>(i));
+    }
+  }
+  CHECK_THROWS_AS(compressor.blob(3), std::system_error);
+}
+
+TEST_CASE("bundle_source: split_slices cuts at the record body limit")
+{
+  CHECK(dc::split_slices({}).empty());
+  const dc::Bytes data(2 * dc::k_max_bundle_slice + 1, 7);
+  const auto slices = dc::split_slices(data);
+  REQUIRE(slices.size() == 3);
+  CHECK(slices[0].size() == 65518);
+  CHECK(slices[1].size() == 65518);
+  CHECK(slices[2].size() == 1);
+  CHECK(slices[2].data() == data.data() + data.size() - 1);
+  CHECK(dc::split_slices(data, 1).size() == data.size());
+  CHECK_THROWS_AS(dc::split_slices(data, 0), std::invalid_argument);
+}

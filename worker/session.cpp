@@ -1,0 +1,631 @@
+#include "worker/session.hpp"
+
+#include "common/log.hpp"
+#include "worker/process.hpp"
+
+#include <cerrno>
+#include <csignal>
+#include <fcntl.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+namespace dc::worker {
+
+struct Session::Command {
+  explicit Command(const asio::any_io_executor& ex)
+      : kill_timer(ex), timeout_timer(ex), drain_timer(ex), pumps_changed(ex)
+  {
+  }
+  std::uint32_t id = 0;
+  std::unique_ptr<ChildProcess> child;
+  std::string cancel_reason; // why we signalled it, if we did
+  asio::steady_timer kill_timer;
+  asio::steady_timer timeout_timer;
+  asio::steady_timer drain_timer;
+  Event pumps_changed;
+  int pumps_running = 0;
+  bool finished = false;
+};
+
+namespace {
+
+std::uint64_t elapsed_ms(Clock::time_point since)
+{
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - since).count());
+}
+
+bool valid_env_name(const std::string& name)
+{
+  if (name.empty() || name.size() > 256 || (name[0] >= '0' && name[0] <= '9')) {
+    return false;
+  }
+  for (char c : name) {
+    if (!(c == '_' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+} // namespace
+
+Session::Session(Channel& channel, WorkerState& state, std::string peer,
+                 std::function<void()> on_authenticated)
+    : m_channel(channel), m_state(state), m_peer(std::move(peer)),
+      m_on_authenticated(std::move(on_authenticated)),
+      m_active_changed(channel.socket().get_executor())
+{
+  m_label = m_peer + " session " + channel.session_id();
+}
+
+Session::~Session()
+{
+  m_state.sessions.erase(this);
+  if (m_job_fd >= 0) {
+    close(m_job_fd);
+  }
+}
+
+void Session::stop()
+{
+  if (m_stop_reason.empty()) {
+    m_stop_reason = "worker shutting down";
+  }
+  // Wakes the receive loop with an EOF but leaves the sending side open, so the master still
+  // hears the EXITs, the ERROR(shutdown) and the BYE.
+  std::error_code ignored;
+  m_channel.socket().shutdown(tcp::socket::shutdown_receive, ignored);
+}
+
+awaitable<void> Session::run()
+{
+  std::string why;
+  try {
+    co_await serve();
+    why = m_bye_received ? "" : "ended";
+  } catch (const ProtocolError& e) {
+    why = std::string("protocol error: ") + e.what();
+  } catch (const std::system_error& e) {
+    why = e.code() == asio::error::timed_out ? "idle timeout" : "connection: " + e.code().message();
+  } catch (const std::exception& e) {
+    why = std::string("internal error: ") + e.what();
+  }
+  if (!m_stop_reason.empty()) {
+    why = m_stop_reason;
+  }
+  co_await finish(why);
+}
+
+awaitable<void> Session::serve()
+{
+  // Until HELLO decrypts, the pre-authentication deadline of the server still runs.
+  std::optional<Record> first = co_await m_channel.receive();
+  if (!first) {
+    throw std::system_error(asio::error::eof);
+  }
+  if (first->type != RecordType::hello) {
+    co_await send_error("protocol", std::string("expected HELLO, got ") + to_string(first->type),
+                        true);
+    throw ProtocolError("first record was not HELLO");
+  }
+  co_await on_hello(*first);
+  if (!m_authenticated) {
+    co_return;
+  }
+  Deadline idle(m_channel.socket(), m_state.options.limits.idle_timeout);
+  while (m_stop_reason.empty()) {
+    std::optional<Record> record = co_await m_channel.receive();
+    if (!record) {
+      if (idle.expired()) {
+        throw std::system_error(asio::error::timed_out);
+      }
+      co_return; // EOF without BYE: finish() kills the job
+    }
+    idle.extend(m_state.options.limits.idle_timeout);
+    if (!co_await handle(*record)) {
+      co_return;
+    }
+  }
+}
+
+awaitable<void> Session::on_hello(const Record& record)
+{
+  const Hello hello = hello_from(parse_body(record.body));
+  m_authenticated = true;
+  m_on_authenticated();
+  if (!hello.name.empty()) {
+    m_label += " (" + escape_for_log(hello.name) + ")";
+  }
+  if (m_state.stopping) {
+    co_await send_error("shutdown", "worker is shutting down", true);
+    m_authenticated = false;
+    co_return;
+  }
+  if (m_state.sessions.size() >= m_state.options.limits.max_sessions) {
+    log_warn("%s: refused, %zu sessions already", m_label.c_str(), m_state.sessions.size());
+    co_await send_error("busy",
+                        "worker busy: " + std::to_string(m_state.sessions.size()) +
+                            " sessions already (limit " +
+                            std::to_string(m_state.options.limits.max_sessions) + ")",
+                        true);
+    m_authenticated = false;
+    co_return;
+  }
+  m_state.sessions.insert(this);
+  m_keep = hello.keep;
+  m_job_dir = m_state.workdir.create_job_dir(m_keep);
+  m_job_fd = open(m_job_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  if (m_job_fd < 0) {
+    throw std::system_error(errno, std::generic_category(), "open job dir");
+  }
+  m_job_marker = "DISTCOMP_JOB_SESSION=" + m_channel.session_id();
+  log_info("%s: authenticated", m_label.c_str());
+
+  Welcome welcome;
+  welcome.worker = m_state.facts.value("hostname", "");
+  welcome.version = DC_VERSION;
+  welcome.session = m_channel.session_id();
+  welcome.features = {"bundle", "cancel", "ping"};
+  welcome.facts = m_state.facts;
+  const Limits& l = m_state.options.limits;
+  welcome.limits = {{"max_runs", l.max_runs_per_session},
+                    {"max_bundle_bytes", l.bundle.max_bytes},
+                    {"max_bundle_entries", l.bundle.max_entries},
+                    {"idle_timeout_s", std::chrono::duration<double>(l.idle_timeout).count()}};
+  if (m_keep) {
+    welcome.job_dir = m_job_dir; // the master prints it at the end
+  }
+  co_await m_channel.send(RecordType::welcome, dump_body(to_json(welcome)));
+}
+
+awaitable<bool> Session::handle(Record& record)
+{
+  switch (record.type) {
+  case RecordType::bundle_begin:
+  case RecordType::manifest:
+  case RecordType::manifest_end:
+  case RecordType::blob_data:
+  case RecordType::bundle_end:
+    co_await on_bundle_record(record);
+    co_return true;
+  case RecordType::run:
+    co_await on_run(record);
+    co_return true;
+  case RecordType::cancel:
+    on_cancel(record);
+    co_return true;
+  case RecordType::ping:
+    co_await m_channel.send(RecordType::pong, record.body);
+    co_return true;
+  case RecordType::pong:
+    co_return true;
+  case RecordType::error: {
+    const ErrorBody e = error_from(parse_body(record.body));
+    log_warn("%s: master reports %s: %s", m_label.c_str(), escape_for_log(e.code).c_str(),
+             escape_for_log(e.msg).c_str());
+    if (e.fatal) {
+      m_stop_reason = "master reported a fatal error";
+      co_return false;
+    }
+    co_return true;
+  }
+  case RecordType::bye:
+    m_bye_received = true;
+    co_return false;
+  default:
+    co_await send_error("protocol", std::string("unexpected ") + to_string(record.type), true);
+    throw ProtocolError(std::string("unexpected ") + to_string(record.type));
+  }
+}
+
+awaitable<void> Session::on_bundle_record(const Record& record)
+{
+  const auto wrong_state = [&]() -> ProtocolError {
+    return ProtocolError(std::string(to_string(record.type)) + " out of order");
+  };
+  std::optional<ErrorBody> refusal; // co_await is not allowed inside a catch handler
+  try {
+    switch (record.type) {
+    case RecordType::bundle_begin: {
+      if (m_bundle_stage != BundleStage::none || m_runs > 0) {
+        throw wrong_state();
+      }
+      const BundleBeginBody b = bundle_begin_from(parse_body(record.body));
+      BundleLimits limits = m_state.options.limits.bundle;
+      struct statvfs fs {};
+      if (fstatvfs(m_job_fd, &fs) == 0) {
+        const std::uint64_t free_bytes = std::uint64_t(fs.f_bavail) * fs.f_frsize;
+        const std::uint64_t reserve = m_state.options.limits.disk_reserve;
+        limits.max_bytes =
+            std::min(limits.max_bytes, free_bytes > reserve ? free_bytes - reserve : 0);
+      }
+      m_bundle = std::make_unique<BundleWriter>(
+          m_job_fd, BundleBegin{b.entries, b.files, b.bytes, b.manifest_zbytes}, limits);
+      m_bundle_stage = BundleStage::manifest;
+      m_bundle_started = Clock::now();
+      break;
+    }
+    case RecordType::manifest:
+      if (m_bundle_stage != BundleStage::manifest) {
+        throw wrong_state();
+      }
+      m_bundle->feed_manifest(record.body);
+      break;
+    case RecordType::manifest_end: {
+      if (m_bundle_stage != BundleStage::manifest || !record.body.empty()) {
+        throw wrong_state();
+      }
+      const Bytes want = m_bundle->end_manifest();
+      m_bundle_stage = BundleStage::blobs;
+      co_await m_channel.send(RecordType::want, want);
+      break;
+    }
+    case RecordType::blob_data:
+      if (m_bundle_stage != BundleStage::blobs) {
+        throw wrong_state();
+      }
+      m_bundle->feed_blobs(record.body);
+      break;
+    case RecordType::bundle_end: {
+      if (m_bundle_stage != BundleStage::blobs || !record.body.empty()) {
+        throw wrong_state();
+      }
+      const BundleStats stats = m_bundle->finish();
+      m_bundle.reset();
+      m_bundle_stage = BundleStage::done;
+      const BundleOkBody ok{stats.files, stats.bytes, stats.from_cache,
+                            elapsed_ms(m_bundle_started)};
+      log_debug("%s: bundle of %llu files, %llu bytes written", m_label.c_str(),
+                static_cast<unsigned long long>(stats.files),
+                static_cast<unsigned long long>(stats.bytes));
+      co_await m_channel.send(RecordType::bundle_ok, dump_body(to_json(ok)));
+      break;
+    }
+    default:
+      throw wrong_state();
+    }
+  } catch (const BundleError& e) {
+    // The whole bundle is refused; finish() removes the job dir with whatever was written.
+    log_warn("%s: bundle rejected: %s: %s", m_label.c_str(), e.code().c_str(), e.what());
+    refusal = ErrorBody{e.code(), e.what(), std::nullopt, true};
+    if (e.ref() >= 0) {
+      refusal->ref = e.ref();
+    }
+  } catch (const ProtocolError& e) {
+    refusal = ErrorBody{"protocol", e.what(), std::nullopt, true};
+  } catch (const std::system_error& e) {
+    // Worker-side I/O trouble (EACCES, EMFILE, EIO): the bundle cannot be written here.
+    log_warn("%s: bundle: %s", m_label.c_str(), e.what());
+    refusal = ErrorBody{"io_error", std::string("cannot write the bundle: ") + e.code().message(),
+                        std::nullopt, true};
+  }
+  if (refusal) {
+    m_bundle.reset();
+    co_await send_error(refusal->code, refusal->msg, true, refusal->ref);
+    throw ProtocolError("bundle refused: " + refusal->msg);
+  }
+}
+
+std::vector<std::string> Session::job_environment(const RunBody& run) const
+{
+  // A scrubbed base: nothing of the worker's own environment leaks into jobs but these.
+  std::map<std::string, std::string> env;
+  for (const char* name : {"PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ"}) {
+    if (const char* v = std::getenv(name)) {
+      env[name] = v;
+    }
+  }
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string kv = *e;
+    if (kv.rfind("LC_", 0) == 0) {
+      const auto eq = kv.find('=');
+      env[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
+  }
+  if (env.count("PATH") == 0) {
+    env["PATH"] = "/usr/local/bin:/usr/bin:/bin";
+  }
+  env["TMPDIR"] = m_job_dir + "/.tmp";
+  env["DISTCOMP_JOB_DIR"] = m_job_dir;
+  for (const auto& [k, v] : run.env) {
+    env[k] = v;
+  }
+  // Marks every process of this job, so ones that escape their group can still be found.
+  env[m_job_marker.substr(0, m_job_marker.find('='))] = m_channel.session_id();
+  std::vector<std::string> out;
+  out.reserve(env.size());
+  for (const auto& [k, v] : env) {
+    out.push_back(k + "=" + v);
+  }
+  return out;
+}
+
+awaitable<void> Session::on_run(const Record& record)
+{
+  if (m_bundle_stage == BundleStage::manifest || m_bundle_stage == BundleStage::blobs) {
+    co_await send_error("protocol", "RUN during a bundle", true);
+    throw ProtocolError("RUN during a bundle");
+  }
+  RunBody run;
+  std::string bad_request;
+  try {
+    run = run_from(parse_body(record.body));
+  } catch (const ProtocolError& e) {
+    bad_request = std::string("RUN: ") + e.what();
+  }
+  if (!bad_request.empty()) {
+    co_await send_error("bad_request", bad_request, false);
+    co_return;
+  }
+  for (const auto& [k, v] : run.env) {
+    if (!valid_env_name(k) || v.find('\0') != std::string::npos) {
+      co_await send_error("bad_request", "RUN: bad environment variable name " + escape_for_log(k),
+                          false, run.id);
+      co_return;
+    }
+  }
+  if (run.sh.find('\0') != std::string::npos) {
+    co_await send_error("bad_request", "RUN: command contains a NUL byte", false, run.id);
+    co_return;
+  }
+  if (m_commands.count(run.id) != 0) {
+    co_await send_error("bad_request", "RUN: id " + std::to_string(run.id) + " already used", false,
+                        run.id);
+    co_return;
+  }
+  if (m_runs >= m_state.options.limits.max_runs_per_session) {
+    co_await send_error("too_many_runs",
+                        "RUN: limit of " +
+                            std::to_string(m_state.options.limits.max_runs_per_session) +
+                            " commands per session reached",
+                        false, run.id);
+    co_return;
+  }
+  if (m_state.running_processes >= m_state.options.limits.max_processes) {
+    co_await send_error("busy",
+                        "RUN: worker already runs " + std::to_string(m_state.running_processes) +
+                            " commands",
+                        false, run.id);
+    co_return;
+  }
+  ++m_runs;
+  auto cmd = std::make_shared<Command>(m_channel.socket().get_executor());
+  cmd->id = run.id;
+  m_commands[run.id] = cmd;
+  ++m_active;
+  ++m_state.running_processes;
+  asio::co_spawn(m_channel.socket().get_executor(), run_command(cmd, std::move(run)),
+                 [this](std::exception_ptr e) {
+                   if (e) {
+                     try {
+                       std::rethrow_exception(e);
+                     } catch (const std::exception& ex) {
+                       log_warn("%s: command: %s", m_label.c_str(), ex.what());
+                     }
+                   }
+                   --m_active;
+                   --m_state.running_processes;
+                   m_active_changed.notify();
+                 });
+}
+
+void Session::on_cancel(const Record& record)
+{
+  const CancelBody c = cancel_from(parse_body(record.body));
+  for (auto& [id, cmd] : m_commands) {
+    if (!c.id || *c.id == id) {
+      terminate(cmd, "cancelled");
+    }
+  }
+}
+
+void Session::terminate(const std::shared_ptr<Command>& cmd, const std::string& reason)
+{
+  if (cmd->finished || !cmd->child || cmd->child->exited()) {
+    return;
+  }
+  if (cmd->cancel_reason.empty()) {
+    cmd->cancel_reason = reason;
+  }
+  cmd->child->signal_group(SIGTERM);
+  cmd->kill_timer.expires_after(m_state.options.limits.kill_grace);
+  cmd->kill_timer.async_wait([cmd](std::error_code ec) {
+    if (!ec && cmd->child && !cmd->child->exited()) {
+      cmd->child->signal_group(SIGKILL);
+    }
+  });
+}
+
+awaitable<void> Session::pump(std::shared_ptr<Command> cmd, bool is_stderr)
+{
+  asio::readable_pipe& pipe = is_stderr ? cmd->child->err() : cmd->child->out();
+  const RecordType type = is_stderr ? RecordType::stderr_data : RecordType::stdout_data;
+  // One record's worth per read: the u32 id takes the first 4 bytes of the body.
+  Bytes body(k_max_body_size);
+  body[0] = static_cast<std::uint8_t>(cmd->id >> 24);
+  body[1] = static_cast<std::uint8_t>(cmd->id >> 16);
+  body[2] = static_cast<std::uint8_t>(cmd->id >> 8);
+  body[3] = static_cast<std::uint8_t>(cmd->id);
+  for (;;) {
+    auto [ec, n] = co_await pipe.async_read_some(asio::buffer(body.data() + 4, body.size() - 4),
+                                                 as_tuple(use_awaitable));
+    if (ec || n == 0) {
+      break;
+    }
+    try {
+      co_await m_channel.send(type, ByteView(body.data(), 4 + n));
+    } catch (const std::exception&) {
+      break; // the connection is gone; the session's end kills the job
+    }
+  }
+  --cmd->pumps_running;
+  cmd->pumps_changed.notify();
+}
+
+awaitable<void> Session::run_command(std::shared_ptr<Command> cmd, RunBody run)
+{
+  const auto started = Clock::now();
+  ExitBody exit;
+  exit.id = cmd->id;
+  std::string spawn_error;
+  try {
+    cmd->child = std::make_unique<ChildProcess>(m_channel.socket().get_executor(),
+                                                SpawnSpec{run.sh, m_job_dir, job_environment(run)});
+  } catch (const std::system_error& e) {
+    spawn_error = e.what();
+  }
+  if (!spawn_error.empty()) {
+    log_warn("%s: cannot start command %u: %s", m_label.c_str(), cmd->id, spawn_error.c_str());
+    const std::string msg = "distcomp: cannot start command: " + spawn_error + "\n";
+    try {
+      co_await m_channel.send(RecordType::stderr_data, encode_output(cmd->id, as_bytes(msg)));
+      exit.code = 127;
+      exit.reason = "spawn_failed";
+      co_await m_channel.send(RecordType::exit, dump_body(to_json(exit)));
+    } catch (const std::exception&) {
+    }
+    cmd->finished = true;
+    co_return;
+  }
+  m_groups.push_back(cmd->child->pid());
+  if (run.timeout_s > 0) {
+    cmd->timeout_timer.expires_after(
+        std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(run.timeout_s)));
+    cmd->timeout_timer.async_wait([this, cmd](std::error_code ec) {
+      if (!ec) {
+        terminate(cmd, "timeout");
+      }
+    });
+  }
+  const auto executor = m_channel.socket().get_executor();
+  cmd->pumps_running = 2;
+  asio::co_spawn(executor, pump(cmd, false), asio::detached);
+  asio::co_spawn(executor, pump(cmd, true), asio::detached);
+
+  const ExitStatus status = co_await cmd->child->wait();
+  cmd->timeout_timer.cancel();
+  cmd->kill_timer.cancel();
+  // The command ends when its shell exits, not when its pipes close (`server & exit 0`): take
+  // what is already in the pipes for a short grace, then stop reading.
+  cmd->drain_timer.expires_after(m_state.options.limits.drain_grace);
+  cmd->drain_timer.async_wait([cmd](std::error_code ec) {
+    if (!ec) {
+      std::error_code ignored;
+      cmd->child->out().cancel(ignored);
+      cmd->child->err().cancel(ignored);
+    }
+  });
+  while (cmd->pumps_running > 0) {
+    co_await cmd->pumps_changed.wait();
+  }
+  cmd->drain_timer.cancel();
+  exit.code = status.code;
+  exit.signal = status.signal;
+  exit.reason = !cmd->cancel_reason.empty() ? cmd->cancel_reason
+                : status.signal             ? "signaled"
+                                            : "exited";
+  exit.wall_ms = elapsed_ms(started);
+  cmd->finished = true;
+  try {
+    co_await m_channel.send(RecordType::exit, dump_body(to_json(exit)));
+  } catch (const std::exception&) {
+    // Connection gone: the session's end cleans up.
+  }
+}
+
+awaitable<void> Session::send_error(const std::string& code, const std::string& msg, bool fatal,
+                                    std::optional<long long> ref)
+{
+  try {
+    co_await m_channel.send(RecordType::error,
+                            dump_body(to_json(ErrorBody{code, msg, ref, fatal})));
+  } catch (const std::exception&) {
+  }
+}
+
+awaitable<void> Session::kill_leftovers()
+{
+  // Background processes of the job (in its groups, or escaped with setsid but carrying the
+  // marker) get SIGTERM, then SIGKILL after the grace period.
+  const auto alive = [this] {
+    reap_orphans();
+    for (pid_t group : m_groups) {
+      if (kill(-group, 0) == 0) {
+        return true;
+      }
+    }
+    return false;
+  };
+  for (pid_t group : m_groups) {
+    kill(-group, SIGTERM);
+  }
+  const bool escaped = kill_orphans_with_marker(m_job_marker) > 0;
+  const auto deadline = Clock::now() + m_state.options.limits.kill_grace;
+  while ((escaped || alive()) && Clock::now() < deadline) {
+    co_await sleep_for(20ms);
+    if (!alive() && kill_orphans_with_marker(m_job_marker) == 0) {
+      break;
+    }
+  }
+  for (pid_t group : m_groups) {
+    kill(-group, SIGKILL);
+  }
+  // Killing a parent re-parents its children to us: repeat until no marked process is left.
+  for (int round = 0; round < 8 && kill_orphans_with_marker(m_job_marker) > 0; ++round) {
+    co_await sleep_for(10ms);
+    reap_orphans();
+  }
+  reap_orphans();
+}
+
+awaitable<void> Session::finish(const std::string& why)
+{
+  const bool clean = why.empty();
+  if (!clean && m_authenticated) {
+    if (why == "ended") {
+      log_warn("%s: peer disconnected without BYE; killing its job", m_label.c_str());
+    } else {
+      log_warn("%s: %s; killing its job", m_label.c_str(), why.c_str());
+    }
+  }
+  const std::string reason =
+      clean ? "cancelled" : (m_stop_reason.empty() ? "disconnected" : "shutdown");
+  for (auto& [id, cmd] : m_commands) {
+    terminate(cmd, reason);
+  }
+  while (m_active > 0) {
+    co_await m_active_changed.wait();
+  }
+  if (!m_groups.empty()) {
+    co_await kill_leftovers();
+  }
+  if (!m_stop_reason.empty() && m_authenticated) {
+    co_await send_error("shutdown", m_stop_reason, true);
+  }
+  if (m_job_fd >= 0) {
+    close(m_job_fd);
+    m_job_fd = -1;
+  }
+  if (!m_job_dir.empty()) {
+    if (m_keep) {
+      log_info("%s: kept job dir %s", m_label.c_str(), m_job_dir.c_str());
+    } else {
+      remove_tree(m_job_dir);
+    }
+  }
+  if (clean || !m_stop_reason.empty()) {
+    try {
+      co_await m_channel.send(RecordType::bye, ByteView{});
+      co_await m_channel.drain();
+    } catch (const std::exception&) {
+    }
+  }
+  m_channel.shutdown_send();
+  m_channel.close();
+  if (m_authenticated) {
+    log_debug("%s: closed", m_label.c_str());
+  }
+}
+
+} // namespace dc::worker

@@ -1,0 +1,88 @@
+#pragma once
+// One authenticated master connection: HELLO/WELCOME, at most one bundle into a fresh job dir,
+// RUNs streamed back as STDOUT/STDERR/EXIT, and an end that always kills the job's processes and
+// removes its directory (PROTOCOL.md §4-5).
+
+#include "common/bundle_writer.hpp"
+#include "common/channel.hpp"
+#include "common/messages.hpp"
+#include "worker/options.hpp"
+#include "worker/workdir.hpp"
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+
+namespace dc::worker {
+
+class Session;
+
+// What all sessions of one worker share. Owned by the server; single-threaded.
+struct WorkerState {
+  const Options& options;
+  Workdir& workdir;
+  Json facts;                  // static facts for WELCOME
+  std::set<Session*> sessions; // authenticated sessions
+  std::size_t running_processes = 0;
+  bool stopping = false;
+};
+
+class Session {
+public:
+  // `on_authenticated` runs once HELLO decrypted and was accepted (ends the pre-auth limits).
+  Session(Channel& channel, WorkerState& state, std::string peer,
+          std::function<void()> on_authenticated);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Serves the session from the HELLO on (the handshake is done). Never throws: every ending is
+  // logged, and the job's processes and directory are gone when it returns.
+  awaitable<void> run();
+  // Worker shutdown: cancel the commands, tell the master, end the session.
+  void stop();
+
+private:
+  struct Command;
+  enum class BundleStage { none, manifest, blobs, done };
+
+  awaitable<void> serve();
+  awaitable<bool> handle(Record& record); // false: session over (BYE)
+  awaitable<void> on_hello(const Record& record);
+  awaitable<void> on_bundle_record(const Record& record);
+  awaitable<void> on_run(const Record& record);
+  void on_cancel(const Record& record);
+  awaitable<void> run_command(std::shared_ptr<Command> cmd, RunBody run);
+  awaitable<void> pump(std::shared_ptr<Command> cmd, bool is_stderr);
+  void terminate(const std::shared_ptr<Command>& cmd, const std::string& reason);
+  awaitable<void> finish(const std::string& why);
+  awaitable<void> kill_leftovers();
+  awaitable<void> send_error(const std::string& code, const std::string& msg, bool fatal,
+                             std::optional<long long> ref = std::nullopt);
+  std::vector<std::string> job_environment(const RunBody& run) const;
+
+  Channel& m_channel;
+  WorkerState& m_state;
+  std::string m_peer;
+  std::function<void()> m_on_authenticated;
+  std::string m_label; // peer address, session id, master's name for us
+  bool m_authenticated = false;
+  bool m_keep = false;
+  std::string m_job_dir;
+  int m_job_fd = -1;
+  BundleStage m_bundle_stage = BundleStage::none;
+  std::unique_ptr<BundleWriter> m_bundle;
+  Clock::time_point m_bundle_started;
+  std::map<std::uint32_t, std::shared_ptr<Command>> m_commands;
+  std::size_t m_runs = 0;
+  std::size_t m_active = 0; // run_command coroutines not yet finished
+  Event m_active_changed;
+  std::vector<pid_t> m_groups; // process groups of every command of this job
+  std::string m_job_marker;    // "DISTCOMP_JOB_ID=…" in every process of the job
+  std::string m_stop_reason;
+  bool m_bye_received = false;
+};
+
+} // namespace dc::worker

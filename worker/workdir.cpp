@@ -1,0 +1,94 @@
+#include "worker/workdir.hpp"
+
+#include "common/error.hpp"
+#include "common/log.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <filesystem>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <system_error>
+#include <unistd.h>
+
+namespace dc::worker {
+namespace {
+constexpr const char* k_job_prefix = "job-";
+constexpr const char* k_kept_prefix = "kept-";
+} // namespace
+
+std::string Workdir::default_path()
+{
+  return "/var/tmp/distcomp-worker-" + std::to_string(geteuid());
+}
+
+Workdir::Workdir(std::string path) : m_path(std::move(path))
+{
+  if (mkdir(m_path.c_str(), 0700) != 0 && errno != EEXIST) {
+    throw ConfigError("workdir " + m_path + ": " + std::strerror(errno));
+  }
+  struct stat st {};
+  if (lstat(m_path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    throw ConfigError("workdir " + m_path + ": not a directory");
+  }
+  if (st.st_uid != geteuid() || (st.st_mode & 022) != 0) {
+    throw ConfigError("workdir " + m_path + ": must be owned by us and not group/world-writable");
+  }
+  m_lock_fd = open((m_path + "/.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (m_lock_fd < 0) {
+    throw ConfigError("workdir " + m_path + ": cannot open lock file: " + std::strerror(errno));
+  }
+  if (flock(m_lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    close(m_lock_fd);
+    throw ConfigError("workdir " + m_path + ": in use by another worker (use --workdir)");
+  }
+  std::error_code ec;
+  int stale = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(m_path, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(k_job_prefix, 0) == 0) {
+      remove_tree(entry.path().string());
+      ++stale;
+    }
+  }
+  if (stale > 0) {
+    log_info("removed %d job dir(s) left by an earlier run", stale);
+  }
+}
+
+Workdir::~Workdir()
+{
+  if (m_lock_fd >= 0) {
+    close(m_lock_fd);
+  }
+}
+
+std::string Workdir::create_job_dir(bool keep) const
+{
+  std::string templ = m_path + "/" + (keep ? k_kept_prefix : k_job_prefix) + "XXXXXX";
+  if (mkdtemp(templ.data()) == nullptr) {
+    throw std::system_error(errno, std::generic_category(), "mkdtemp");
+  }
+  return templ;
+}
+void remove_tree(const std::string& path)
+{
+  std::error_code ec;
+  // A job may leave read-only dirs behind; make them writable first (symlinks are not followed).
+  for (auto it = std::filesystem::recursive_directory_iterator(
+           path, std::filesystem::directory_options::skip_permission_denied, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->is_directory(ec) && !it->is_symlink(ec)) {
+      chmod(it->path().c_str(), 0700);
+    }
+  }
+  ec.clear();
+  chmod(path.c_str(), 0700);
+  std::filesystem::remove_all(path, ec);
+  if (ec) {
+    log_warn("cannot remove %s: %s", path.c_str(), ec.message().c_str());
+  }
+}
+
+} // namespace dc::worker

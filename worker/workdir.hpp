@@ -1,0 +1,34 @@
+#pragma once
+// The worker's base directory: one worker per directory (flock), job dirs created fresh per
+// session with mkdtemp (0700), removed afterwards; dirs left by a crash are removed at start-up.
+
+#include <string>
+
+namespace dc::worker {
+
+class Workdir {
+public:
+  // Creates `path` (0700) if missing, takes an exclusive lock and removes stale job dirs.
+  // Throws ConfigError if another worker holds the lock or the directory is unusable.
+  explicit Workdir(std::string path);
+  ~Workdir();
+  Workdir(const Workdir&) = delete;
+  Workdir& operator=(const Workdir&) = delete;
+
+  const std::string& path() const { return m_path; }
+  // Returns the path of a fresh, empty job directory; a kept one (`keep`) is named so that
+  // start-up cleanup leaves it alone. Throws std::system_error.
+  std::string create_job_dir(bool keep) const;
+
+  // The default base directory: $XDG_RUNTIME_DIR is too small for bundles, so /var/tmp.
+  static std::string default_path();
+
+private:
+  std::string m_path;
+  int m_lock_fd = -1;
+};
+
+// Removes a directory tree without following symlinks (a job may plant them). Never throws.
+void remove_tree(const std::string& path);
+
+} // namespace dc::worker
