@@ -104,22 +104,38 @@ void Channel::post(RecordType type, ByteView body)
 awaitable<void> Channel::write_loop(std::shared_ptr<Outbox> out)
 {
   Bytes writing;
+  out->last_progress = Clock::now();
   while (out->socket != nullptr && !out->queued.empty() && !out->error) {
     writing.clear();
     writing.swap(out->queued); // records queued meanwhile go out in the next, batched, write
-    auto [ec, n] =
-        co_await asio::async_write(*out->socket, asio::buffer(writing), as_tuple(use_awaitable));
-    out->bytes_sent += n;
-    if (ec) {
-      out->error = ec;
+    std::size_t done = 0;
+    while (done < writing.size() && out->socket != nullptr) {
+      // write_some, not write: each partial write is progress that the stall check can see.
+      auto [ec, n] = co_await out->socket->async_write_some(
+          asio::buffer(writing.data() + done, writing.size() - done), as_tuple(use_awaitable));
+      done += n;
+      out->bytes_sent += n;
+      out->last_progress = Clock::now();
+      if (ec) {
+        out->error = ec;
+        break;
+      }
     }
     out->progress.cancel();
+    if (out->error) {
+      break;
+    }
   }
   if (out->socket == nullptr && !out->error) {
     out->error = asio::error::operation_aborted;
   }
   out->writing = false;
   out->progress.cancel();
+}
+
+Clock::duration Channel::send_stalled_for() const
+{
+  return m_out->writing ? Clock::now() - m_out->last_progress : Clock::duration::zero();
 }
 
 awaitable<void> Channel::drain()

@@ -53,6 +53,9 @@ public:
   void close();
 
   std::uint64_t bytes_sent() const { return m_out->bytes_sent; }
+  // How long queued output has been waiting without the kernel taking a single byte (zero when
+  // nothing is queued): a peer that stops reading shows here.
+  Clock::duration send_stalled_for() const;
 
   // Queued output (encrypted) above which senders wait: 8 MiB per session (PROTOCOL.md §6).
   static constexpr std::size_t k_max_queued = 8u << 20;
@@ -66,7 +69,8 @@ private:
     bool writing = false;
     std::error_code error;
     std::uint64_t bytes_sent = 0;
-    asio::steady_timer progress; // cancelled whenever a write completes; senders wait on it
+    Clock::time_point last_progress{}; // last time the kernel took bytes, or writing started
+    asio::steady_timer progress;       // cancelled whenever a write completes; senders wait on it
   };
   static awaitable<void> write_loop(std::shared_ptr<Outbox> out);
   awaitable<bool> fill(std::size_t need); // false on clean EOF with nothing buffered

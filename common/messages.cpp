@@ -1,5 +1,8 @@
 #include "common/messages.hpp"
 
+#include <limits>
+#include <type_traits>
+
 namespace dc {
 namespace {
 
@@ -10,10 +13,33 @@ T field(const Json& j, const char* name)
   if (it == j.end()) {
     throw ProtocolError(std::string("missing field '") + name + "'");
   }
-  try {
-    return it->get<T>();
-  } catch (const Json::exception&) {
-    throw ProtocolError(std::string("field '") + name + "' has the wrong type");
+  const auto wrong = [name] {
+    return ProtocolError(std::string("field '") + name + "' has the wrong type or range");
+  };
+  // nlohmann converts numbers silently (-1 to 4294967295, 1.5 to 1): integers are checked here.
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    if (std::is_unsigned_v<T> ? !it->is_number_unsigned() : !it->is_number_integer()) {
+      throw wrong();
+    }
+    if constexpr (std::is_unsigned_v<T>) {
+      const auto v = it->get<std::uint64_t>();
+      if (v > std::numeric_limits<T>::max()) {
+        throw wrong();
+      }
+      return static_cast<T>(v);
+    } else {
+      const auto v = it->get<std::int64_t>();
+      if (v < std::numeric_limits<T>::min() || v > std::numeric_limits<T>::max()) {
+        throw wrong();
+      }
+      return static_cast<T>(v);
+    }
+  } else {
+    try {
+      return it->get<T>();
+    } catch (const Json::exception&) {
+      throw wrong();
+    }
   }
 }
 

@@ -268,6 +268,13 @@ void Printer::write_loop()
       const int error = write_all(chunk.is_stderr ? m_err_fd : m_out_fd, chunk.bytes);
       if (error != 0) {
         stream_closed.store(true, std::memory_order_relaxed);
+        if (!chunk.is_stderr) {
+          asio::post(m_executor, [this, alive = m_alive] {
+            if (*alive && m_on_stdout_closed) {
+              m_on_stdout_closed();
+            }
+          });
+        }
         if (error != EPIPE && !chunk.is_stderr) { // EPIPE is `| head`: end quietly
           log_warn("stdout: %s; dropping further output",
                    std::error_code(error, std::generic_category()).message().c_str());

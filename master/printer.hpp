@@ -16,6 +16,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -70,11 +71,18 @@ public:
   // Blocks the calling thread until everything queued has been written or dropped (end of run);
   // does not throw.
   void flush();
+  // Runs `callback` on the io_context once stdout is closed (see stdout_closed()); set it before
+  // output starts. Does not throw.
+  void on_stdout_closed(std::function<void()> callback)
+  {
+    m_on_stdout_closed = std::move(callback);
+  }
   // True once a write to stdout failed (EPIPE: `master … | head`); stdout output is dropped from
   // then on and the caller should end the run quietly. Thread-safe; does not throw.
   bool stdout_closed() const { return m_stdout_closed.load(std::memory_order_relaxed); }
 
 private:
+  std::function<void()> m_on_stdout_closed;
   struct Chunk {
     bool is_stderr = false;
     std::string bytes;

@@ -67,23 +67,14 @@ int run(const Options& options)
   };
   signals.async_wait(on_signal);
   // `| head` closed our stdout: stop everything quietly.
-  asio::steady_timer pipe_watch(ctx);
-  std::function<void(std::error_code)> watch = [&](std::error_code ec) {
-    if (ec) {
-      return;
-    }
-    if (printer.stdout_closed() && !fanout.interrupted()) {
+  printer.on_stdout_closed([&] {
+    if (!fanout.interrupted()) {
       fanout.interrupt();
     }
-    pipe_watch.expires_after(50ms);
-    pipe_watch.async_wait(watch);
-  };
-  pipe_watch.expires_after(50ms);
-  pipe_watch.async_wait(watch);
+  });
 
   asio::co_spawn(ctx, fanout.run(), [&](std::exception_ptr e) {
     signals.cancel();
-    pipe_watch.cancel();
     if (e) {
       try {
         std::rethrow_exception(e);

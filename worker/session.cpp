@@ -54,7 +54,8 @@ Session::Session(Channel& channel, WorkerState& state, std::string peer,
                  std::function<void()> on_authenticated)
     : m_channel(channel), m_state(state), m_peer(std::move(peer)),
       m_on_authenticated(std::move(on_authenticated)),
-      m_active_changed(channel.socket().get_executor())
+      m_active_changed(channel.socket().get_executor()),
+      m_watch_timer(channel.socket().get_executor())
 {
   m_label = m_peer + " session " + channel.session_id();
 }
@@ -114,6 +115,11 @@ awaitable<void> Session::serve()
     co_return;
   }
   Deadline idle(m_channel.socket(), m_state.options.limits.idle_timeout);
+  ++m_active; // finish() waits for the watchdog like for the commands
+  asio::co_spawn(m_channel.socket().get_executor(), watch_sends(), [this](std::exception_ptr) {
+    --m_active;
+    m_active_changed.notify();
+  });
   while (m_stop_reason.empty()) {
     std::optional<Record> record = co_await m_channel.receive();
     if (!record) {
@@ -531,6 +537,22 @@ awaitable<void> Session::run_command(std::shared_ptr<Command> cmd, RunBody run)
     co_await m_channel.send(RecordType::exit, dump_body(to_json(exit)));
   } catch (const std::exception&) {
     // Connection gone: the session's end cleans up.
+  }
+}
+
+awaitable<void> Session::watch_sends()
+{
+  const Clock::duration limit = m_state.options.limits.send_timeout;
+  const Clock::duration period = std::max<Clock::duration>(limit / 4, 50ms);
+  while (!m_watch_stop) {
+    m_watch_timer.expires_after(period);
+    co_await m_watch_timer.async_wait(as_tuple(use_awaitable));
+    if (!m_watch_stop && m_channel.send_stalled_for() > limit) {
+      log_warn("%s: master took no output for %.0f s; closing", m_label.c_str(),
+               std::chrono::duration<double>(limit).count());
+      m_channel.close(); // the receive loop ends; finish() kills the job
+      break;
+    }
   }
 }
 

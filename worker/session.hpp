@@ -59,6 +59,7 @@ private:
   void terminate(const std::shared_ptr<Command>& cmd, const std::string& reason);
   awaitable<void> finish(const std::string& why);
   awaitable<void> kill_leftovers();
+  awaitable<void> watch_sends(); // closes the session when the master stops reading
   awaitable<void> send_error(const std::string& code, const std::string& msg, bool fatal,
                              std::optional<long long> ref = std::nullopt);
   std::vector<std::string> job_environment(const RunBody& run) const;
@@ -79,6 +80,8 @@ private:
   std::size_t m_runs = 0;
   std::size_t m_active = 0; // run_command coroutines not yet finished
   Event m_active_changed;
+  asio::steady_timer m_watch_timer;
+  bool m_watch_stop = false;
   std::vector<pid_t> m_groups; // process groups of every command of this job
   std::string m_job_marker;    // "DISTCOMP_JOB_ID=…" in every process of the job
   std::string m_stop_reason;
