@@ -161,7 +161,12 @@ awaitable<std::optional<Record>> Channel::receive()
     throw std::system_error(asio::error::eof);
   }
   const ByteView sealed(m_inbox.data() + m_inbox_pos + 2, len);
-  Bytes plaintext = m_receive.decrypt({}, sealed);
+  Bytes plaintext;
+  try {
+    plaintext = m_receive.decrypt({}, sealed);
+  } catch (const ProtocolError& e) {
+    throw AuthenticationError(e.what());
+  }
   m_inbox_pos += 2 + len;
   co_return decode_plaintext(plaintext);
 }

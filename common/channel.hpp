@@ -44,8 +44,8 @@ public:
   awaitable<void> drain();
 
   // Reads and decrypts the next record. Returns nullopt on a clean EOF between records; throws
-  // ProtocolError on a bad length, a failed decrypt ("record authentication failed") or an unknown
-  // type, and std::system_error on socket errors.
+  // AuthenticationError on a failed decrypt, ProtocolError on a bad length or an unknown type,
+  // and std::system_error on socket errors.
   awaitable<std::optional<Record>> receive();
 
   // Half-closes our side after BYE; errors are ignored.

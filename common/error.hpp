@@ -12,6 +12,12 @@ public:
   using std::runtime_error::runtime_error;
 };
 
+// A record failed to decrypt: forged, replayed, reordered or damaged. Never answered.
+class AuthenticationError : public ProtocolError {
+public:
+  using ProtocolError::ProtocolError;
+};
+
 // The user gave us something unusable (flag, peers file, key file): exit status 2.
 class ConfigError : public std::runtime_error {
 public:

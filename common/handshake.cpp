@@ -149,7 +149,8 @@ awaitable<ServerHandshakeOutcome> server_handshake(Channel& channel,
             reject(RejectReason::key,
                    "message 1 failed to authenticate (key id " + key_id_hex(key->key_id) + ")");
           } else {
-            co_await channel.write_raw(with_length(hs.write_message({})));
+            const Bytes second = with_length(hs.write_message({}));
+            co_await channel.write_raw(second);
             channel.set_transport(hs.split());
             out.ok = true;
             out.key = key;

@@ -78,7 +78,7 @@ void NodeSession::cancel()
   if (m_phase == Phase::running && m_running_id) {
     try {
       m_channel->post(RecordType::cancel, as_bytes(dump_body(to_json(CancelBody{}))));
-      m_deadline->extend(k_cancel_limit);
+      arm(k_cancel_limit);
       return;
     } catch (const std::exception&) {
     }
@@ -165,7 +165,7 @@ awaitable<NodeResult> NodeSession::run()
                     : e.code().message();
     } else {
       m_result.state = NodeState::lost;
-      m_result.detail = timed_out ? "worker silent for " + format_duration(k_idle_limit) +
+      m_result.detail = timed_out ? "worker silent for " + format_duration(m_limit) +
                                         " — output may be incomplete"
                                   : "connection lost — output may be incomplete";
     }
@@ -187,6 +187,12 @@ awaitable<NodeResult> NodeSession::run()
     m_channel->close();
   }
   co_return m_result;
+}
+
+void NodeSession::arm(Clock::duration limit)
+{
+  m_limit = limit;
+  m_deadline->extend(limit);
 }
 
 awaitable<void> NodeSession::connect()
@@ -223,7 +229,9 @@ awaitable<void> NodeSession::connect()
   hello.client = std::string("distcomp master ") + DC_VERSION;
   hello.name = m_peer.label;
   hello.keep = m_plan.options.keep;
-  co_await m_channel->send(RecordType::hello, dump_body(to_json(hello)));
+  // Bodies go in named locals: g++ 12 mishandles some temporaries of co_await expressions.
+  const std::string hello_body = dump_body(to_json(hello));
+  co_await m_channel->send(RecordType::hello, hello_body);
   const Record record = co_await next();
   if (record.type != RecordType::welcome) {
     throw ProtocolError(std::string("expected WELCOME, got ") + to_string(record.type));
@@ -232,7 +240,7 @@ awaitable<void> NodeSession::connect()
   m_result.kept_dir = welcome.job_dir;
   log_debug("%s: session %s with %s (worker %s)", m_peer.label.c_str(), welcome.session.c_str(),
             escape_for_log(welcome.worker).c_str(), escape_for_log(welcome.version).c_str());
-  m_deadline->extend(k_idle_limit);
+  arm(k_idle_limit);
   m_pinger = std::make_shared<Pinger>(ex);
   asio::co_spawn(ex, Pinger::loop(m_pinger, m_channel), asio::detached);
 }
@@ -243,7 +251,8 @@ awaitable<void> NodeSession::upload()
   const Manifest& manifest = bundle.manifest;
   const BundleBeginBody begin{manifest.entries.size(), manifest.file_count(),
                               manifest.total_bytes(), bundle.compressed_manifest.size()};
-  co_await m_channel->send(RecordType::bundle_begin, dump_body(to_json(begin)));
+  const std::string begin_body = dump_body(to_json(begin));
+  co_await m_channel->send(RecordType::bundle_begin, begin_body);
   const ByteView zmanifest(bundle.compressed_manifest);
   for (std::size_t at = 0; at < zmanifest.size(); at += k_max_body_size) {
     co_await m_channel->send(
@@ -301,7 +310,8 @@ RunBody NodeSession::make_run(std::uint32_t id, const std::string& command) cons
 
 awaitable<bool> NodeSession::run_command(std::uint32_t id, const std::string& command)
 {
-  co_await m_channel->send(RecordType::run, dump_body(to_json(make_run(id, command))));
+  const std::string run_body = dump_body(to_json(make_run(id, command)));
+  co_await m_channel->send(RecordType::run, run_body);
   m_running_id = id;
   for (;;) {
     Record record = co_await next();
@@ -345,7 +355,7 @@ awaitable<bool> NodeSession::run_command(std::uint32_t id, const std::string& co
 
 awaitable<void> NodeSession::say_bye()
 {
-  m_deadline->extend(k_bye_limit);
+  arm(k_bye_limit);
   co_await m_channel->send(RecordType::bye, ByteView{});
   // The worker kills leftovers, removes the job dir, then says BYE too.
   for (;;) {
@@ -368,7 +378,7 @@ awaitable<Record> NodeSession::next()
     if (!record) {
       throw ConnectionLost("connection lost — output may be incomplete");
     }
-    m_deadline->extend(m_cancelled ? k_cancel_limit : k_idle_limit);
+    arm(m_cancelled ? k_cancel_limit : k_idle_limit);
     switch (record->type) {
     case RecordType::ping:
       m_channel->post(RecordType::pong, record->body);

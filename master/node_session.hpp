@@ -39,12 +39,14 @@ private:
   // fatal ERROR and protocol violations.
   awaitable<Record> next();
   RunBody make_run(std::uint32_t id, const std::string& command) const;
+  void arm(Clock::duration limit); // (re)starts the connection's deadline
 
   const RunPlan& m_plan;
   const Peer& m_peer;
   Printer& m_printer;
   std::shared_ptr<Channel> m_channel;
   std::unique_ptr<Deadline> m_deadline;
+  Clock::duration m_limit{}; // what m_deadline currently allows
   std::shared_ptr<Pinger> m_pinger;
   Phase m_phase = Phase::connecting;
   bool m_cancelled = false;

@@ -2,6 +2,8 @@
 
 #include "common/error.hpp"
 
+// Vector options are repeated flags, never comma lists: `--cmd "echo a,b"` is one command.
+#define CXXOPTS_VECTOR_DELIMITER '\0'
 #include <cxxopts.hpp>
 
 #include <cmath>

@@ -159,11 +159,21 @@ bool become_subreaper()
 
 namespace {
 
-// pids whose parent is this process, read from /proc (children re-parented to us included).
+// pids whose parent is this process (children re-parented to us as subreaper included). The
+// kernel lists them in /proc/self/task/<tid>/children (one small read; the worker has one
+// thread that forks); without CONFIG_PROC_CHILDREN, fall back to scanning every /proc/<pid>/stat.
 std::vector<pid_t> our_children()
 {
   std::vector<pid_t> out;
   const pid_t self = getpid();
+  std::ifstream list("/proc/self/task/" + std::to_string(self) + "/children");
+  if (list) {
+    long pid = 0;
+    while (list >> pid) {
+      out.push_back(static_cast<pid_t>(pid));
+    }
+    return out;
+  }
   DIR* dir = opendir("/proc");
   if (dir == nullptr) {
     return out;

@@ -18,6 +18,7 @@
 #include "worker/workdir.hpp"
 
 #include <deque>
+#include <functional>
 #include <map>
 #include <set>
 #include <sys/utsname.h>
@@ -181,9 +182,13 @@ public:
     for (Channel* c : m_pending) {
       c->close();
     }
+    check_idle();
   }
 
   void reap() { reap_orphans(); }
+
+  // Runs `callback` once stop() was called and no connection is left.
+  void on_idle_after_stop(std::function<void()> callback) { m_on_idle = std::move(callback); }
 
 private:
   bool admit(const std::string& ip)
@@ -218,6 +223,15 @@ private:
     ++s.pending;
     ++m_pending_total;
     return true;
+  }
+
+  void check_idle()
+  {
+    if (m_state.stopping && m_connections == 0 && m_on_idle) {
+      auto callback = std::move(m_on_idle);
+      m_on_idle = nullptr;
+      callback();
+    }
   }
 
   void release(const std::string& ip)
@@ -263,6 +277,15 @@ private:
 
   awaitable<void> connection(tcp::socket socket, std::string ip, std::string peer)
   {
+    ++m_connections;
+    struct Done {
+      Server& server;
+      ~Done()
+      {
+        --server.m_connections;
+        server.check_idle();
+      }
+    } done{*this};
     Channel channel(std::move(socket));
     m_pending.insert(&channel);
     bool pending = true;
@@ -312,6 +335,8 @@ private:
   std::map<std::string, Source> m_sources;
   std::size_t m_pending_total = 0;
   std::set<Channel*> m_pending;
+  std::size_t m_connections = 0; // connection() coroutines alive
+  std::function<void()> m_on_idle;
   LogLimiter m_log;
 };
 
@@ -352,18 +377,18 @@ int run(const Options& options)
   }
 
   asio::io_context ctx(1);
+  // Signal handling exists before "listening on" is printed, so an early SIGTERM is orderly.
+  asio::signal_set stop_signals(ctx, SIGINT, SIGTERM);
+  asio::signal_set child_signals(ctx, SIGCHLD);
   Server server(ctx, options, std::move(keys), workdir);
   server.listen();
 
-  asio::signal_set stop_signals(ctx, SIGINT, SIGTERM);
-  asio::signal_set child_signals(ctx, SIGCHLD);
   asio::steady_timer hard_stop(ctx);
   stop_signals.async_wait([&](std::error_code ec, int sig) {
     if (ec) {
       return;
     }
     log_info("%s received", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    server.stop();
     child_signals.cancel();
     // Sessions end after their commands got SIGTERM and, after the grace, SIGKILL.
     hard_stop.expires_after(options.limits.kill_grace + 5s);
@@ -378,6 +403,12 @@ int run(const Options& options)
         ctx.stop(); // a second signal: leave now
       }
     });
+    server.stop(); // last: when nothing is running it disarms the two waits above at once
+  });
+  server.on_idle_after_stop([&] {
+    // Every session and pending connection has ended: nothing is left to wait for.
+    hard_stop.cancel();
+    stop_signals.cancel();
   });
   asio::co_spawn(ctx, reap_on_sigchld(child_signals, server), asio::detached);
   asio::co_spawn(ctx, server.accept_loop(), [&](std::exception_ptr e) {

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <csignal>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -101,7 +102,7 @@ awaitable<void> Session::run()
 awaitable<void> Session::serve()
 {
   // Until HELLO decrypts, the pre-authentication deadline of the server still runs.
-  std::optional<Record> first = co_await m_channel.receive();
+  std::optional<Record> first = co_await receive();
   if (!first) {
     throw std::system_error(asio::error::eof);
   }
@@ -121,7 +122,7 @@ awaitable<void> Session::serve()
     m_active_changed.notify();
   });
   while (m_stop_reason.empty()) {
-    std::optional<Record> record = co_await m_channel.receive();
+    std::optional<Record> record = co_await receive();
     if (!record) {
       if (idle.expired()) {
         throw std::system_error(asio::error::timed_out);
@@ -133,6 +134,21 @@ awaitable<void> Session::serve()
       co_return;
     }
   }
+}
+
+awaitable<std::optional<Record>> Session::receive()
+{
+  std::string violation;
+  try {
+    co_return co_await m_channel.receive();
+  } catch (const AuthenticationError&) {
+    throw; // the reply could not be trusted anyway: close without a word
+  } catch (const ProtocolError& e) {
+    violation = e.what();
+  }
+  // A record that decrypted but breaks the grammar (unknown type): say so, then close.
+  co_await send_error("protocol", violation, true);
+  throw ProtocolError(violation);
 }
 
 awaitable<void> Session::on_hello(const Record& record)
@@ -165,6 +181,9 @@ awaitable<void> Session::on_hello(const Record& record)
   if (m_job_fd < 0) {
     throw std::system_error(errno, std::generic_category(), "open job dir");
   }
+  if (mkdirat(m_job_fd, ".tmp", 0700) != 0) {
+    throw std::system_error(errno, std::generic_category(), "mkdir job TMPDIR");
+  }
   m_job_marker = "DISTCOMP_JOB_SESSION=" + m_channel.session_id();
   log_info("%s: authenticated", m_label.c_str());
 
@@ -182,7 +201,8 @@ awaitable<void> Session::on_hello(const Record& record)
   if (m_keep) {
     welcome.job_dir = m_job_dir; // the master prints it at the end
   }
-  co_await m_channel.send(RecordType::welcome, dump_body(to_json(welcome)));
+  const std::string body = dump_body(to_json(welcome));
+  co_await m_channel.send(RecordType::welcome, body);
 }
 
 awaitable<bool> Session::handle(Record& record)
@@ -285,7 +305,8 @@ awaitable<void> Session::on_bundle_record(const Record& record)
       log_debug("%s: bundle of %llu files, %llu bytes written", m_label.c_str(),
                 static_cast<unsigned long long>(stats.files),
                 static_cast<unsigned long long>(stats.bytes));
-      co_await m_channel.send(RecordType::bundle_ok, dump_body(to_json(ok)));
+      const std::string body = dump_body(to_json(ok));
+      co_await m_channel.send(RecordType::bundle_ok, body);
       break;
     }
     default:
@@ -485,10 +506,12 @@ awaitable<void> Session::run_command(std::shared_ptr<Command> cmd, RunBody run)
     log_warn("%s: cannot start command %u: %s", m_label.c_str(), cmd->id, spawn_error.c_str());
     const std::string msg = "distcomp: cannot start command: " + spawn_error + "\n";
     try {
-      co_await m_channel.send(RecordType::stderr_data, encode_output(cmd->id, as_bytes(msg)));
+      const Bytes output = encode_output(cmd->id, as_bytes(msg));
+      co_await m_channel.send(RecordType::stderr_data, output);
       exit.code = 127;
       exit.reason = "spawn_failed";
-      co_await m_channel.send(RecordType::exit, dump_body(to_json(exit)));
+      const std::string body = dump_body(to_json(exit));
+      co_await m_channel.send(RecordType::exit, body);
     } catch (const std::exception&) {
     }
     cmd->finished = true;
@@ -534,7 +557,8 @@ awaitable<void> Session::run_command(std::shared_ptr<Command> cmd, RunBody run)
   exit.wall_ms = elapsed_ms(started);
   cmd->finished = true;
   try {
-    co_await m_channel.send(RecordType::exit, dump_body(to_json(exit)));
+    const std::string body = dump_body(to_json(exit));
+    co_await m_channel.send(RecordType::exit, body);
   } catch (const std::exception&) {
     // Connection gone: the session's end cleans up.
   }
@@ -556,12 +580,15 @@ awaitable<void> Session::watch_sends()
   }
 }
 
-awaitable<void> Session::send_error(const std::string& code, const std::string& msg, bool fatal,
+awaitable<void> Session::send_error(std::string code, std::string msg, bool fatal,
                                     std::optional<long long> ref)
 {
+  // Bodies are built in named locals before co_await: g++ 12 destroys some temporaries of a
+  // co_await full-expression twice (seen as a double free of an ErrorBody here).
+  const std::string body =
+      dump_body(to_json(ErrorBody{std::move(code), std::move(msg), ref, fatal}));
   try {
-    co_await m_channel.send(RecordType::error,
-                            dump_body(to_json(ErrorBody{code, msg, ref, fatal})));
+    co_await m_channel.send(RecordType::error, body);
   } catch (const std::exception&) {
   }
 }
@@ -613,6 +640,8 @@ awaitable<void> Session::finish(const std::string& why)
   }
   const std::string reason =
       clean ? "cancelled" : (m_stop_reason.empty() ? "disconnected" : "shutdown");
+  m_watch_stop = true;
+  m_watch_timer.cancel();
   for (auto& [id, cmd] : m_commands) {
     terminate(cmd, reason);
   }

@@ -49,6 +49,8 @@ private:
   enum class BundleStage { none, manifest, blobs, done };
 
   awaitable<void> serve();
+  // Next record; a grammar violation is answered with ERROR(protocol) before it throws.
+  awaitable<std::optional<Record>> receive();
   awaitable<bool> handle(Record& record); // false: session over (BYE)
   awaitable<void> on_hello(const Record& record);
   awaitable<void> on_bundle_record(const Record& record);
@@ -60,7 +62,7 @@ private:
   awaitable<void> finish(const std::string& why);
   awaitable<void> kill_leftovers();
   awaitable<void> watch_sends(); // closes the session when the master stops reading
-  awaitable<void> send_error(const std::string& code, const std::string& msg, bool fatal,
+  awaitable<void> send_error(std::string code, std::string msg, bool fatal,
                              std::optional<long long> ref = std::nullopt);
   std::vector<std::string> job_environment(const RunBody& run) const;
 
