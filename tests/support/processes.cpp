@@ -1,5 +1,6 @@
 #include "tests/support/processes.hpp"
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <cerrno>
 #include <csignal>
@@ -37,15 +38,24 @@ std::vector<char*> c_args(const std::string& bin, const std::vector<std::string>
   return out;
 }
 
-// Starts `bin args` with stdout/stderr on pipes (out_fd/err_fd returned) and stdin /dev/null.
+// Starts `bin args` with stdout/stderr on pipes (out_fd/err_fd returned), stdin /dev/null and
+// our environment plus `extra_env` ("K=V").
 pid_t spawn(const std::string& bin, const std::vector<std::string>& args, int& out_fd, int& err_fd,
-            const std::string& cwd = "")
+            const std::string& cwd = "", const std::vector<std::string>& extra_env = {})
 {
   int out[2], err[2];
   if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
     fail("pipe2");
   }
   auto argv = c_args(bin, args);
+  std::vector<char*> envp; // built before fork: the child only calls async-signal-safe functions
+  for (char** e = environ; *e != nullptr; ++e) {
+    envp.push_back(*e);
+  }
+  for (const auto& kv : extra_env) {
+    envp.push_back(const_cast<char*>(kv.c_str()));
+  }
+  envp.push_back(nullptr);
   const pid_t pid = fork();
   if (pid < 0) {
     fail("fork");
@@ -58,7 +68,7 @@ pid_t spawn(const std::string& bin, const std::vector<std::string>& args, int& o
     if (!cwd.empty() && chdir(cwd.c_str()) != 0) {
       _exit(126);
     }
-    execv(bin.c_str(), argv.data());
+    execve(bin.c_str(), argv.data(), envp.data());
     _exit(127);
   }
   close(out[1]);
@@ -203,12 +213,12 @@ std::optional<std::string> OutputCollector::wait_for(const std::string& needle,
 WorkerProcess::WorkerProcess(WorkerConfig config) : m_bind(config.bind)
 {
   m_key = config.key.empty() ? make_key(m_dir) : config.key;
-  m_workdir = m_dir / "workdir";
+  m_workdir = config.workdir.empty() ? m_dir / "workdir" : config.workdir;
   std::vector<std::string> args = {"--bind", config.bind, "--port",    "0",
                                    "--key",  m_key,       "--workdir", m_workdir};
   args.insert(args.end(), config.extra.begin(), config.extra.end());
   int out_fd = -1, err_fd = -1;
-  m_pid = spawn(DC_WORKER_BIN, args, out_fd, err_fd);
+  m_pid = spawn(DC_WORKER_BIN, args, out_fd, err_fd, "", config.env);
   close(out_fd);
   m_stderr = std::make_unique<OutputCollector>(err_fd);
   const auto text = m_stderr->wait_for("listening on ", std::chrono::seconds(20));
@@ -338,11 +348,13 @@ std::vector<std::string> MasterRun::stderr_lines() const
   return split_lines(err);
 }
 
-MasterRun run_master(const std::vector<std::string>& args, std::chrono::seconds timeout,
-                     const std::string& cwd)
+namespace {
+
+MasterRun run_program(const std::string& bin, const std::vector<std::string>& args,
+                      std::chrono::seconds timeout, const std::string& cwd)
 {
   int out_fd = -1, err_fd = -1;
-  const pid_t pid = spawn(DC_MASTER_BIN, args, out_fd, err_fd, cwd);
+  const pid_t pid = spawn(bin, args, out_fd, err_fd, cwd);
   OutputCollector out(out_fd);
   OutputCollector err(err_fd);
   MasterRun run;
@@ -357,6 +369,53 @@ MasterRun run_master(const std::vector<std::string>& args, std::chrono::seconds 
   out.join();
   err.join();
   run.out = out.text();
+  run.err = err.text();
+  return run;
+}
+
+} // namespace
+
+MasterRun run_master(const std::vector<std::string>& args, std::chrono::seconds timeout,
+                     const std::string& cwd)
+{
+  return run_program(DC_MASTER_BIN, args, timeout, cwd);
+}
+
+MasterRun run_worker(const std::vector<std::string>& args, std::chrono::seconds timeout)
+{
+  return run_program(DC_WORKER_BIN, args, timeout, "");
+}
+
+MasterRun run_master_head(const std::vector<std::string>& args, std::size_t lines,
+                          std::chrono::seconds timeout)
+{
+  int out_fd = -1, err_fd = -1;
+  const pid_t pid = spawn(DC_MASTER_BIN, args, out_fd, err_fd);
+  OutputCollector err(err_fd);
+  MasterRun run;
+  std::size_t seen = 0;
+  char c = 0;
+  while (seen < lines) { // byte by byte, like `head`: never more than the lines it wants
+    const ssize_t n = read(out_fd, &c, 1);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      break;
+    }
+    run.out += c;
+    seen += c == '\n' ? 1 : 0;
+  }
+  close(out_fd);
+  auto status = wait_exit(pid, timeout);
+  if (!status) {
+    kill(pid, SIGKILL);
+    wait_exit(pid, std::chrono::seconds(5));
+    run.exit_code = -1;
+  } else {
+    run.exit_code = *status;
+  }
+  err.join();
   run.err = err.text();
   return run;
 }
@@ -449,6 +508,97 @@ std::uint16_t unused_port()
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   close(fd);
   return ntohs(addr.sin_port);
+}
+
+bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout)
+{
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (done()) {
+      return true;
+    }
+    if (std::chrono::steady_clock::now() >= until) {
+      return done();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+std::string line_value(const std::string& text, const std::string& prefix)
+{
+  for (const auto& line : split_lines(text)) {
+    if (line.rfind(prefix, 0) == 0) {
+      return line.substr(prefix.size());
+    }
+  }
+  return "";
+}
+
+SilentListener::SilentListener()
+{
+  m_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (m_fd < 0 || bind(m_fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      listen(m_fd, 16) != 0 || getsockname(m_fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0 ||
+      pipe2(m_stop, O_CLOEXEC) != 0) {
+    fail("silent listener");
+  }
+  m_port = ntohs(addr.sin_port);
+  m_thread = std::thread([this] {
+    std::vector<int> accepted; // held open, never read or written, closed at the end
+    for (;;) {
+      pollfd fds[2] = {{m_fd, POLLIN, 0}, {m_stop[0], POLLIN, 0}};
+      if (poll(fds, 2, -1) < 0 && errno != EINTR) {
+        break;
+      }
+      if (fds[1].revents != 0) {
+        break;
+      }
+      if (fds[0].revents != 0) {
+        const int fd = accept4(m_fd, nullptr, nullptr, SOCK_CLOEXEC);
+        if (fd >= 0) {
+          accepted.push_back(fd);
+        }
+      }
+    }
+    for (int fd : accepted) {
+      close(fd);
+    }
+  });
+}
+
+SilentListener::~SilentListener()
+{
+  [[maybe_unused]] const auto n = write(m_stop[1], "x", 1);
+  m_thread.join();
+  close(m_fd);
+  close(m_stop[0]);
+  close(m_stop[1]);
+}
+
+Cluster::Cluster(std::size_t n, WorkerConfig base)
+{
+  key = make_key(dir);
+  base.key = key;
+  if (std::find(base.extra.begin(), base.extra.end(), "--kill-grace") == base.extra.end()) {
+    base.extra.insert(base.extra.end(), {"--kill-grace", "1"});
+  }
+  std::vector<std::string> lines;
+  for (std::size_t i = 0; i < n; ++i) {
+    workers.push_back(std::make_unique<WorkerProcess>(base));
+    lines.push_back(workers.back()->address());
+  }
+  peers = write_peers(dir, lines);
+}
+
+std::vector<std::string> Cluster::args(const std::vector<std::string>& more) const
+{
+  std::vector<std::string> out = {"--peers", peers, "--key", key, "--connect-timeout", "5"};
+  out.insert(out.end(), more.begin(), more.end());
+  return out;
 }
 
 } // namespace dc::test

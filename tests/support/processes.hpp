@@ -4,7 +4,9 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -60,6 +62,8 @@ struct WorkerConfig {
   std::string key;                // key file; default: a fresh one in the worker's dir
   std::vector<std::string> extra; // more worker options
   std::string bind = "127.0.0.1";
+  std::vector<std::string> env; // added to the worker's own environment ("K=V")
+  std::string workdir;          // default: "workdir" in the worker's own temp dir
 };
 
 class WorkerProcess {
@@ -110,6 +114,15 @@ MasterRun run_master(const std::vector<std::string>& args,
                      std::chrono::seconds timeout = std::chrono::seconds(60),
                      const std::string& cwd = "");
 
+// Runs the worker to completion (for start-up failures; killed after `timeout`).
+MasterRun run_worker(const std::vector<std::string>& args,
+                     std::chrono::seconds timeout = std::chrono::seconds(30));
+
+// Runs the master with its stdout on a pipe that the test closes after reading `lines` lines,
+// as `master ... | head -n lines` does; `out` holds what was read.
+MasterRun run_master_head(const std::vector<std::string>& args, std::size_t lines,
+                          std::chrono::seconds timeout = std::chrono::seconds(60));
+
 // A master started in the background, for signal tests.
 class MasterProcess {
 public:
@@ -117,6 +130,8 @@ public:
   ~MasterProcess();
   pid_t pid() const { return m_pid; }
   bool wait_stdout(const std::string& needle, std::chrono::milliseconds timeout) const;
+  std::string out() const { return m_out->text(); }
+  std::string err() const { return m_err->text(); }
   void signal(int sig) const;
   MasterRun wait(std::chrono::seconds timeout = std::chrono::seconds(60));
 
@@ -136,5 +151,50 @@ std::vector<pid_t> processes_with_env(const std::string& needle);
 
 // A TCP port on 127.0.0.1 that nothing listens on (bound, then closed).
 std::uint16_t unused_port();
+
+// Polls `done` every 20 ms until it holds or `timeout` passes; returns its last value. For
+// conditions nothing notifies us of (a process gone, a directory removed), never as a sleep.
+bool wait_until(const std::function<bool()>& done,
+                std::chrono::milliseconds timeout = std::chrono::seconds(5));
+
+// The rest of the first line of `text` that starts with `prefix` ("" if none).
+std::string line_value(const std::string& text, const std::string& prefix);
+
+// A listener on 127.0.0.1:0 that accepts connections and never sends or reads a byte.
+class SilentListener {
+public:
+  SilentListener();
+  ~SilentListener();
+  SilentListener(const SilentListener&) = delete;
+  SilentListener& operator=(const SilentListener&) = delete;
+  std::string address() const { return "127.0.0.1:" + std::to_string(m_port); }
+
+private:
+  int m_fd = -1;
+  int m_stop[2] = {-1, -1};
+  std::uint16_t m_port = 0;
+  std::thread m_thread;
+};
+
+// `n` workers on 127.0.0.1 sharing one fresh key (each with `--kill-grace 1` unless `base`
+// says otherwise) and a peers file that lists them in order.
+class Cluster {
+public:
+  explicit Cluster(std::size_t n, WorkerConfig base = {});
+  WorkerProcess& operator[](std::size_t i) { return *workers.at(i); }
+  std::size_t size() const { return workers.size(); }
+  // --peers, --key and --connect-timeout 5, then `more`.
+  std::vector<std::string> args(const std::vector<std::string>& more) const;
+  MasterRun run(const std::vector<std::string>& more,
+                std::chrono::seconds timeout = std::chrono::seconds(60)) const
+  {
+    return run_master(args(more), timeout);
+  }
+
+  TempDir dir;
+  std::string key;
+  std::vector<std::unique_ptr<WorkerProcess>> workers;
+  std::string peers;
+};
 
 } // namespace dc::test
