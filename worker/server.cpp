@@ -37,35 +37,6 @@ struct Source {
   Clock::time_point penalty_until{};
 };
 
-// Logs at most k_burst pre-authentication events per window; counts the rest.
-class LogLimiter {
-public:
-  bool allow()
-  {
-    const auto now = Clock::now();
-    if (now - m_window_start > 10s) {
-      if (m_suppressed > 0) {
-        log_warn("%zu more pre-authentication events not logged", m_suppressed);
-      }
-      m_window_start = now;
-      m_count = 0;
-      m_suppressed = 0;
-    }
-    if (m_count < k_burst) {
-      ++m_count;
-      return true;
-    }
-    ++m_suppressed;
-    return false;
-  }
-
-private:
-  static constexpr std::size_t k_burst = 20;
-  Clock::time_point m_window_start{};
-  std::size_t m_count = 0;
-  std::size_t m_suppressed = 0;
-};
-
 std::string address_key(const asio::ip::address& a)
 {
   if (a.is_v6() && a.to_v6().is_v4_mapped()) {
@@ -99,7 +70,7 @@ public:
   Server(asio::io_context& ctx, const Options& options, std::vector<ClusterKey> keys,
          Workdir& workdir)
       : m_ctx(ctx), m_options(options), m_keys(std::move(keys)),
-        m_acceptor(ctx), m_state{options, workdir, static_facts(), {}, 0, false}
+        m_acceptor(ctx), m_state{options, workdir, static_facts(), {}, 0, false, {}}
   {
     for (const auto& k : m_keys) {
       m_key_ptrs.push_back(&k);
@@ -200,7 +171,7 @@ private:
       return false;
     }
     if (m_pending_total >= l.max_pending || s.pending >= l.max_pending_per_ip) {
-      if (m_log.allow()) {
+      if (m_state.preauth_log.allow()) {
         log_warn("%s: too many pending connections; closed at accept", ip.c_str());
       }
       return false;
@@ -214,7 +185,7 @@ private:
     }
     s.refilled = now;
     if (s.tokens < 1) {
-      if (m_log.allow()) {
+      if (m_state.preauth_log.allow()) {
         log_warn("%s: handshake rate limit; closed at accept", ip.c_str());
       }
       return false;
@@ -306,7 +277,8 @@ private:
         note_key_reject(ip);
       }
       const bool timed_out = preamble.expired() || handshake.expired();
-      if (m_log.allow() && (outcome.rejected || timed_out || log_enabled(LogLevel::debug))) {
+      if (m_state.preauth_log.allow() &&
+          (outcome.rejected || timed_out || log_enabled(LogLevel::debug))) {
         std::string ours;
         for (const auto* k : m_key_ptrs) {
           ours += (ours.empty() ? "" : ",") + key_id_hex(k->key_id);
@@ -337,7 +309,6 @@ private:
   std::set<Channel*> m_pending;
   std::size_t m_connections = 0; // connection() coroutines alive
   std::function<void()> m_on_idle;
-  LogLimiter m_log;
 };
 
 awaitable<void> reap_on_sigchld(asio::signal_set& signals, Server& server)

@@ -96,6 +96,10 @@ awaitable<void> Session::run()
   if (!m_stop_reason.empty()) {
     why = m_stop_reason;
   }
+  if (!m_authenticated && !why.empty() && m_state.preauth_log.allow()) {
+    // Before HELLO decrypted: a replayed or tampered session, logged once, rate-limited.
+    log_warn("%s: %s", m_peer.c_str(), why == "ended" ? "closed before HELLO" : why.c_str());
+  }
   co_await finish(why);
 }
 

@@ -6,6 +6,7 @@
 #include "common/bundle_writer.hpp"
 #include "common/channel.hpp"
 #include "common/messages.hpp"
+#include "worker/log_limiter.hpp"
 #include "worker/options.hpp"
 #include "worker/workdir.hpp"
 
@@ -27,6 +28,7 @@ struct WorkerState {
   std::set<Session*> sessions; // authenticated sessions
   std::size_t running_processes = 0;
   bool stopping = false;
+  LogLimiter preauth_log; // what unauthenticated peers can make us log
 };
 
 class Session {

@@ -946,11 +946,8 @@ TEST_CASE("e2e: security: the worker stays up after sending an ERROR record (fai
   check_alive(worker, key, dir);
 }
 
-// may_fail: Channel::receive (decode_plaintext) throws on an unknown type before Session::handle
-// can answer, so the worker closes without the ERROR(protocol) PROTOCOL.md §4 asks for.
 TEST_CASE("e2e: security: an unknown record type is answered with ERROR(protocol) before the close "
-          "(C2)" *
-          doctest::may_fail())
+          "(C2)")
 {
   t::TempDir dir;
   const auto key = t::make_key(dir);
@@ -967,11 +964,9 @@ TEST_CASE("e2e: security: an unknown record type is answered with ERROR(protocol
   CHECK(worker.running());
 }
 
-// may_fail: a record that fails to decrypt before HELLO (replay, tampering) closes the connection
-// but is not logged: Session::finish logs only authenticated sessions and server.cpp's
-// connection() logs nothing after a successful handshake (PROTOCOL.md §4: "log once").
-TEST_CASE("e2e: security: a record that fails to authenticate is logged once (A4, A6)" *
-          doctest::may_fail())
+// A record that fails to decrypt before HELLO (replay, tampering) closes the connection and is
+// logged once (PROTOCOL.md §4).
+TEST_CASE("e2e: security: a record that fails to authenticate is logged once (A4, A6)")
 {
   t::TempDir dir;
   const auto key = t::make_key(dir);
@@ -984,7 +979,8 @@ TEST_CASE("e2e: security: a record that fails to authenticate is logged once (A4
     client.send_raw(forged);
     CHECK(client.until_closed(5s).closed);
   }
-  CHECK(worker.wait_log("record authentication failed", 2s));
+  CHECK_MESSAGE(worker.wait_log("record authentication failed", 2s), "worker log:\n"
+                                                                         << worker.log());
   CHECK(no_job_dirs(worker));
 }
 
