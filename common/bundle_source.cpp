@@ -1,5 +1,7 @@
 #include "common/bundle_source.hpp"
 
+#include "common/secure_buffer.hpp"
+#include "common/unique_fd.hpp"
 #include "common/wire.hpp"
 
 #include <sodium.h>
@@ -20,30 +22,6 @@ namespace dc {
 static_assert(k_max_bundle_slice == k_max_body_size, "a slice must fit one record body");
 
 namespace {
-
-void init_sodium()
-{
-  if (sodium_init() < 0) {
-    throw std::runtime_error("libsodium initialisation failed");
-  }
-}
-
-class Fd {
-public:
-  explicit Fd(int fd) : m_fd(fd) {}
-  ~Fd()
-  {
-    if (m_fd >= 0) {
-      ::close(m_fd);
-    }
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return m_fd; }
-
-private:
-  int m_fd;
-};
 
 // Opens a regular file for reading without following a symlink or blocking on a FIFO that
 // replaced it since the scan. Returns -1 with errno set (ELOOP/EINVAL for a non-regular file).
@@ -207,7 +185,7 @@ private:
 // Hashes a file in k_hash_chunk reads; returns false with errno set if it cannot be read.
 bool hash_file(const std::string& path, Bytes& buffer, std::uint64_t& size, Hash& hash)
 {
-  const Fd fd(open_regular(path));
+  const UniqueFd fd(open_regular(path));
   if (fd.get() < 0) {
     return false;
   }
@@ -342,7 +320,7 @@ std::shared_ptr<const Bytes> BlobCompressor::compress(std::size_t file_index)
                        static_cast<long long>(entry_index));
   };
 
-  const Fd fd(open_regular(path));
+  const UniqueFd fd(open_regular(path));
   if (fd.get() < 0) {
     throw std::system_error(errno, std::generic_category(), "cannot read " + escape_for_log(path));
   }

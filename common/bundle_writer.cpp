@@ -1,5 +1,7 @@
 #include "common/bundle_writer.hpp"
 
+#include "common/unique_fd.hpp"
+
 #define ZSTD_STATIC_LINKING_ONLY // ZSTD_getFrameHeader: inspect each frame before decoding it
 #include <sodium.h>
 #include <zstd.h>
@@ -92,31 +94,6 @@ int open_beneath(int dirfd, const char* name, int flags, mode_t mode)
   return fd;
 }
 
-class Fd {
-public:
-  Fd() = default;
-  explicit Fd(int fd) : m_fd(fd) {}
-  ~Fd() { reset(); }
-  Fd(Fd&& other) noexcept : m_fd(std::exchange(other.m_fd, -1)) {}
-  Fd& operator=(Fd&& other) noexcept
-  {
-    reset();
-    m_fd = std::exchange(other.m_fd, -1);
-    return *this;
-  }
-  int get() const { return m_fd; }
-  void reset()
-  {
-    if (m_fd >= 0) {
-      ::close(m_fd);
-      m_fd = -1;
-    }
-  }
-
-private:
-  int m_fd = -1;
-};
-
 std::string_view parent_of(std::string_view path)
 {
   const auto slash = path.rfind('/');
@@ -131,11 +108,12 @@ std::string leaf_of(std::string_view path)
 
 // Opens directory `dir` (relative, validated) by walking its components from root_fd, one
 // openat/openat2 with O_NOFOLLOW per component, so a symlink planted anywhere on the way is
-// refused. An empty `dir` is root itself: the returned Fd is then empty and `fd_out` = root_fd.
-Fd walk_to_dir(int root_fd, std::string_view dir, std::string_view entry_path, long long ref,
-               int& fd_out)
+// refused. An empty `dir` is root itself: the returned UniqueFd is then empty and `fd_out` =
+// root_fd.
+UniqueFd walk_to_dir(int root_fd, std::string_view dir, std::string_view entry_path, long long ref,
+                     int& fd_out)
 {
-  Fd current;
+  UniqueFd current;
   fd_out = root_fd;
   std::size_t start = 0;
   while (start < dir.size()) {
@@ -149,7 +127,7 @@ Fd walk_to_dir(int root_fd, std::string_view dir, std::string_view entry_path, l
     if (next < 0) {
       fs_failure(errno, "cannot open the directory of", entry_path, ref);
     }
-    current = Fd(next);
+    current = UniqueFd(next);
     fd_out = next;
     start = slash + 1;
   }
@@ -500,7 +478,7 @@ void BundleWriter::create_directories()
     }
     const auto ref = static_cast<long long>(i);
     int parent = -1;
-    const Fd owner = walk_to_dir(m_root_fd, parent_of(e.path), e.path, ref, parent);
+    const UniqueFd owner = walk_to_dir(m_root_fd, parent_of(e.path), e.path, ref, parent);
     if (::mkdirat(parent, leaf_of(e.path).c_str(), k_dir_mode) != 0) {
       fs_failure(errno, "cannot create directory", e.path, ref);
     }
@@ -549,7 +527,7 @@ void BundleWriter::start_blob()
   const auto ref = static_cast<long long>(entry_index);
   m_decoder->begin(max_window_for(e.size), e.size, true, ref);
   int parent = -1;
-  const Fd owner = walk_to_dir(m_root_fd, parent_of(e.path), e.path, ref, parent);
+  const UniqueFd owner = walk_to_dir(m_root_fd, parent_of(e.path), e.path, ref, parent);
   m_blob_fd = open_beneath(parent, leaf_of(e.path).c_str(),
                            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, k_file_mode);
   if (m_blob_fd < 0) {
@@ -635,16 +613,18 @@ void BundleWriter::copy_duplicate(std::size_t file_index)
   const auto ref = static_cast<long long>(entry_index);
 
   int twin_parent = -1;
-  const Fd twin_owner = walk_to_dir(m_root_fd, parent_of(twin.path), twin.path, ref, twin_parent);
-  const Fd in(
+  const UniqueFd twin_owner =
+      walk_to_dir(m_root_fd, parent_of(twin.path), twin.path, ref, twin_parent);
+  const UniqueFd in(
       open_beneath(twin_parent, leaf_of(twin.path).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0));
   if (in.get() < 0) {
     fs_failure(errno, "cannot open", twin.path, ref);
   }
   int parent = -1;
-  const Fd owner = walk_to_dir(m_root_fd, parent_of(e.path), e.path, ref, parent);
-  const Fd out(open_beneath(parent, leaf_of(e.path).c_str(),
-                            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, k_file_mode));
+  const UniqueFd owner = walk_to_dir(m_root_fd, parent_of(e.path), e.path, ref, parent);
+  const UniqueFd out(open_beneath(parent, leaf_of(e.path).c_str(),
+                                  O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                                  k_file_mode));
   if (out.get() < 0) {
     fs_failure(errno, "cannot create", e.path, ref);
   }
@@ -696,7 +676,7 @@ void BundleWriter::apply_dir_metadata()
     }
     const auto ref = static_cast<long long>(i);
     int dir = -1;
-    const Fd owner = walk_to_dir(m_root_fd, e.path, e.path, ref, dir);
+    const UniqueFd owner = walk_to_dir(m_root_fd, e.path, e.path, ref, dir);
     set_metadata(dir, k_dir_mode, e, ref);
   }
 }

@@ -2,6 +2,7 @@
 
 #include "common/error.hpp"
 #include "common/log.hpp"
+#include "common/unique_fd.hpp"
 
 #include <sodium.h>
 
@@ -80,24 +81,6 @@ private:
   std::size_t m_n;
 };
 
-class Fd {
-public:
-  explicit Fd(int fd) : m_fd(fd) {}
-  ~Fd()
-  {
-    if (m_fd >= 0) {
-      ::close(m_fd);
-    }
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return m_fd; }
-  int release() { return std::exchange(m_fd, -1); }
-
-private:
-  int m_fd;
-};
-
 void check_type(const std::string& path, mode_t mode)
 {
   if (S_ISLNK(mode)) {
@@ -159,7 +142,7 @@ ClusterKey load_from(const std::string& path, bool force_permissions)
   }
   check_type(path, lst.st_mode); // before open(): never open a FIFO or device at all
 
-  Fd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
   if (fd.get() < 0) {
     const int e = errno;
     fail(path, e == ELOOP ? std::string("is a symbolic link") : "cannot open: " + errno_text(e));
@@ -254,7 +237,7 @@ void write_all(int fd, const std::uint8_t* data, std::size_t size)
 }
 
 // Writes the key line to a freshly created file; fsyncs and closes it. Throws ConfigError.
-void write_key(const std::string& path, const std::string& file, Fd fd, ByteView line)
+void write_key(const std::string& path, const std::string& file, UniqueFd fd, ByteView line)
 {
   try {
     write_all(fd.get(), line.data(), line.size());
@@ -275,7 +258,7 @@ void write_key(const std::string& path, const std::string& file, Fd fd, ByteView
 
 void sync_dir(const std::string& dir)
 {
-  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (fd.get() >= 0) {
     (void)::fsync(fd.get()); // best effort: makes the new directory entry durable
   }
@@ -365,7 +348,7 @@ ClusterKey generate_key_file(const std::string& path, bool force)
       fail(path, e == EEXIST ? std::string("already exists (use --force to replace it)")
                              : "cannot create: " + errno_text(e));
     }
-    write_key(path, path, Fd(fd), line.view());
+    write_key(path, path, UniqueFd(fd), line.view());
   } else {
     std::uint8_t suffix[4];
     randombytes_buf(suffix, sizeof suffix);
@@ -375,7 +358,7 @@ ClusterKey generate_key_file(const std::string& path, bool force)
     if (fd < 0) {
       fail(path, "cannot create " + escape_for_log(temp) + ": " + errno_text(errno));
     }
-    write_key(path, temp, Fd(fd), line.view());
+    write_key(path, temp, UniqueFd(fd), line.view());
     if (::rename(temp.c_str(), path.c_str()) != 0) {
       const int e = errno;
       ::unlink(temp.c_str());
