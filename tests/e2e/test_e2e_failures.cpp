@@ -154,11 +154,13 @@ TEST_CASE("e2e: failures: a worker stopped with SIGTERM mid-job exits 0 promptly
 {
   Cluster c(2);
   // The partial last line is printed when the master is done with a node: a hook to wait on.
-  MasterProcess master(
-      c.args({"--cmd", "echo \"job=$DISTCOMP_JOB_ID\"; echo ready; printf tail; sleep 300"}));
-  REQUIRE(master.wait_stdout(c[0].address() + " | ready\n", 20s));
-  REQUIRE(master.wait_stdout(c[1].address() + " | ready\n", 20s));
-  const std::string job = line_value(master.out(), c[0].address() + " | job=");
+  // "ready" goes to stderr after `printf tail` returned, so the partial line is surely in the
+  // pipe before SIGTERM: the worker must drain it, not lose it.
+  MasterProcess master(c.args(
+      {"--cmd", "echo \"job=$DISTCOMP_JOB_ID\" >&2; printf tail; echo ready >&2; sleep 300"}));
+  REQUIRE(master.wait_stderr(c[0].address() + " | ready\n", 20s));
+  REQUIRE(master.wait_stderr(c[1].address() + " | ready\n", 20s));
+  const std::string job = line_value(master.err(), c[0].address() + " | job=");
   REQUIRE(!job.empty());
   const auto stopping = std::chrono::steady_clock::now();
   CHECK(c[0].stop(SIGTERM, 20s) == 0);

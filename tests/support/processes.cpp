@@ -441,6 +441,11 @@ bool MasterProcess::wait_stdout(const std::string& needle, std::chrono::millisec
   return m_out->wait_for(needle, timeout).has_value();
 }
 
+bool MasterProcess::wait_stderr(const std::string& needle, std::chrono::milliseconds timeout) const
+{
+  return m_err->wait_for(needle, timeout).has_value();
+}
+
 void MasterProcess::signal(int sig) const
 {
   kill(m_pid, sig);

@@ -130,6 +130,7 @@ public:
   ~MasterProcess();
   pid_t pid() const { return m_pid; }
   bool wait_stdout(const std::string& needle, std::chrono::milliseconds timeout) const;
+  bool wait_stderr(const std::string& needle, std::chrono::milliseconds timeout) const;
   std::string out() const { return m_out->text(); }
   std::string err() const { return m_err->text(); }
   void signal(int sig) const;
