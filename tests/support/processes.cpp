@@ -210,6 +210,12 @@ std::optional<std::string> OutputCollector::wait_for(const std::string& needle,
   return std::nullopt;
 }
 
+bool OutputCollector::wait_eof(std::chrono::milliseconds timeout) const
+{
+  std::unique_lock lock(m_mutex);
+  return m_changed.wait_for(lock, timeout, [&] { return m_eof; });
+}
+
 WorkerProcess::WorkerProcess(WorkerConfig config) : m_bind(config.bind)
 {
   m_key = config.key.empty() ? make_key(m_dir) : config.key;
@@ -275,6 +281,9 @@ int WorkerProcess::stop(int sig, std::chrono::milliseconds timeout)
     return -1;
   }
   m_status = *status;
+  // The exit can be reaped before our reader thread has read the last log lines: wait for EOF,
+  // so log() holds everything the worker wrote.
+  m_stderr->wait_eof(std::chrono::seconds(5));
   return *status;
 }
 

@@ -48,6 +48,8 @@ public:
   std::optional<std::string> wait_for(const std::string& needle,
                                       std::chrono::milliseconds timeout) const;
   void join(); // waits for EOF
+  // Waits until EOF (the writer and everything sharing the pipe exited) or `timeout`.
+  bool wait_eof(std::chrono::milliseconds timeout) const;
 
 private:
   void loop(int fd);
