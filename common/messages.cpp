@@ -146,7 +146,11 @@ BundleOkBody bundle_ok_from(const Json& j)
 
 Json to_json(const RunBody& m)
 {
-  return {{"id", m.id}, {"sh", m.sh}, {"env", m.env}, {"timeout_s", m.timeout_s}};
+  Json j = {{"id", m.id}, {"sh", m.sh}, {"env", m.env}, {"timeout_s", m.timeout_s}};
+  if (m.stdin) {
+    j["stdin"] = true; // absent when false: an older worker never sees a field it ignores
+  }
+  return j;
 }
 
 RunBody run_from(const Json& j)
@@ -159,6 +163,21 @@ RunBody run_from(const Json& j)
   if (!(m.timeout_s >= 0) || m.timeout_s > 1e9) {
     throw ProtocolError("field 'timeout_s' out of range");
   }
+  m.stdin = optional_field<bool>(j, "stdin", false);
+  return m;
+}
+
+Json to_json(const WindowBody& m)
+{
+  return {{"id", m.id}, {"stream", m.stream}, {"bytes", m.bytes}};
+}
+
+WindowBody window_from(const Json& j)
+{
+  WindowBody m;
+  m.id = field<std::uint32_t>(j, "id");
+  m.stream = field<std::string>(j, "stream");
+  m.bytes = field<std::uint64_t>(j, "bytes");
   return m;
 }
 

@@ -52,6 +52,14 @@ struct RunBody {
   std::string sh;
   std::map<std::string, std::string> env;
   double timeout_s = 0; // seconds; 0 = none
+  bool stdin = false;   // the master sends STDIN records (feature "stdin"); else /dev/null
+};
+
+// WINDOW: the worker grants credit for `bytes` more bytes of a command's stdin.
+struct WindowBody {
+  std::uint32_t id = 0;
+  std::string stream = "stdin";
+  std::uint64_t bytes = 0;
 };
 
 struct ExitBody {
@@ -84,6 +92,8 @@ Json to_json(const BundleOkBody& m);
 BundleOkBody bundle_ok_from(const Json& j);
 Json to_json(const RunBody& m);
 RunBody run_from(const Json& j);
+Json to_json(const WindowBody& m);
+WindowBody window_from(const Json& j);
 Json to_json(const ExitBody& m);
 ExitBody exit_from(const Json& j);
 Json to_json(const CancelBody& m);

@@ -84,6 +84,9 @@ std::optional<RecordType> record_type_from(std::uint8_t raw)
   case 0x22:
   case 0x23:
   case 0x24:
+  case 0x25:
+  case 0x26:
+  case 0x27:
   case 0x30:
   case 0x31:
   case 0x3e:
@@ -125,6 +128,12 @@ const char* to_string(RecordType t)
     return "EXIT";
   case RecordType::cancel:
     return "CANCEL";
+  case RecordType::stdin_data:
+    return "STDIN";
+  case RecordType::stdin_eof:
+    return "STDIN_EOF";
+  case RecordType::window:
+    return "WINDOW";
   case RecordType::ping:
     return "PING";
   case RecordType::pong:

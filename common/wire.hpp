@@ -68,6 +68,9 @@ enum class RecordType : std::uint8_t {
   stderr_data = 0x22,
   exit = 0x23,
   cancel = 0x24,
+  stdin_data = 0x25, // M->W <id u32> <bytes>, within the credit WINDOW granted
+  stdin_eof = 0x26,  // M->W <id u32>: no more stdin for that command
+  window = 0x27,     // W->M JSON {id, stream:"stdin", bytes}: credit for that many more bytes
   ping = 0x30,
   pong = 0x31,
   error = 0x3e,
@@ -89,7 +92,8 @@ struct Record {
 Bytes encode_plaintext(RecordType type, ByteView body);
 Record decode_plaintext(ByteView plaintext);
 
-// STDOUT/STDERR bodies: <id: u32> <bytes>.
+// STDOUT/STDERR/STDIN bodies: <id: u32> <bytes> (STDIN_EOF: the id alone). decode_output throws
+// ProtocolError on a body shorter than 4 bytes.
 Bytes encode_output(std::uint32_t id, ByteView data);
 std::pair<std::uint32_t, ByteView> decode_output(ByteView body);
 

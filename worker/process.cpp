@@ -26,8 +26,8 @@ std::set<pid_t>& live_children()
 }
 
 // Runs in the child between fork and exec: only async-signal-safe calls.
-[[noreturn]] void exec_child(const SpawnSpec& spec, char* const* argv, char* const* envp, int out_w,
-                             int err_w)
+[[noreturn]] void exec_child(const SpawnSpec& spec, char* const* argv, char* const* envp, int in_r,
+                             int out_w, int err_w)
 {
   setpgid(0, 0); // the parent does it too, so an early kill(-pgid) cannot miss it
   sigset_t all;
@@ -36,8 +36,8 @@ std::set<pid_t>& live_children()
   for (int sig = 1; sig < NSIG; ++sig) {
     signal(sig, SIG_DFL); // the worker ignores SIGPIPE; exec would pass that on
   }
-  const int devnull = open("/dev/null", O_RDONLY);
-  if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0) {
+  const int in = in_r >= 0 ? in_r : open("/dev/null", O_RDONLY);
+  if (in < 0 || dup2(in, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0) {
     _exit(127);
   }
   // Asio opens sockets and pipes without O_CLOEXEC: nothing of the worker may leak into jobs.
@@ -56,10 +56,11 @@ std::set<pid_t>& live_children()
 } // namespace
 
 ChildProcess::ChildProcess(asio::any_io_executor ex, const SpawnSpec& spec)
-    : m_out(ex), m_err(ex), m_pidfd(ex)
+    : m_out(ex), m_err(ex), m_in(ex), m_pidfd(ex)
 {
   int out_pipe[2];
   int err_pipe[2];
+  int in_pipe[2] = {-1, -1};
   if (pipe2(out_pipe, O_CLOEXEC) != 0) {
     throw os_error("pipe2");
   }
@@ -67,6 +68,13 @@ ChildProcess::ChildProcess(asio::any_io_executor ex, const SpawnSpec& spec)
     const auto e = os_error("pipe2");
     close(out_pipe[0]);
     close(out_pipe[1]);
+    throw e;
+  }
+  if (spec.stdin_pipe && pipe2(in_pipe, O_CLOEXEC) != 0) {
+    const auto e = os_error("pipe2");
+    for (int fd : {out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1]}) {
+      close(fd);
+    }
     throw e;
   }
   // Everything the child needs is built before fork: no allocation after it.
@@ -81,13 +89,15 @@ ChildProcess::ChildProcess(asio::any_io_executor ex, const SpawnSpec& spec)
   const pid_t pid = fork();
   if (pid < 0) {
     const auto e = os_error("fork");
-    for (int fd : {out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1]}) {
-      close(fd);
+    for (int fd : {out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1], in_pipe[0], in_pipe[1]}) {
+      if (fd >= 0) {
+        close(fd);
+      }
     }
     throw e;
   }
   if (pid == 0) {
-    exec_child(spec, argv.data(), envp.data(), out_pipe[1], err_pipe[1]);
+    exec_child(spec, argv.data(), envp.data(), in_pipe[0], out_pipe[1], err_pipe[1]);
   }
   m_pid = pid;
   live_children().insert(pid);
@@ -96,6 +106,10 @@ ChildProcess::ChildProcess(asio::any_io_executor ex, const SpawnSpec& spec)
   close(err_pipe[1]);
   m_out.assign(out_pipe[0]);
   m_err.assign(err_pipe[0]);
+  if (spec.stdin_pipe) {
+    close(in_pipe[0]);
+    m_in.assign(in_pipe[1]);
+  }
   const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   if (pidfd < 0) {
     const auto e = os_error("pidfd_open");

@@ -17,6 +17,7 @@ struct SpawnSpec {
   std::string shell_command;
   std::string cwd;
   std::vector<std::string> env; // "K=V"
+  bool stdin_pipe = false;      // stdin from a pipe we write (in()); else /dev/null
 };
 
 struct ExitStatus {
@@ -27,7 +28,8 @@ struct ExitStatus {
 class ChildProcess {
 public:
   // Forks and execs. The child: new process group, signals reset, fds > 2 closed, stdin
-  // /dev/null, cwd. Throws std::system_error if pipes, fork or pidfd_open fail.
+  // /dev/null or a pipe (spec.stdin_pipe), cwd. Throws std::system_error if pipes, fork or
+  // pidfd_open fail.
   ChildProcess(asio::any_io_executor ex, const SpawnSpec& spec);
   ~ChildProcess();
   ChildProcess(const ChildProcess&) = delete;
@@ -36,6 +38,8 @@ public:
   pid_t pid() const { return m_pid; }
   asio::readable_pipe& out() { return m_out; }
   asio::readable_pipe& err() { return m_err; }
+  // The write end of the child's stdin (closed unless spec.stdin_pipe); close it for EOF.
+  asio::writable_pipe& in() { return m_in; }
 
   // Waits for the shell to exit and reaps it. Throws std::system_error.
   awaitable<ExitStatus> wait();
@@ -48,6 +52,7 @@ private:
   pid_t m_pid = -1;
   asio::readable_pipe m_out;
   asio::readable_pipe m_err;
+  asio::writable_pipe m_in;
   asio::posix::stream_descriptor m_pidfd;
   std::optional<ExitStatus> m_status;
 };

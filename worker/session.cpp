@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <csignal>
+#include <deque>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -14,7 +15,7 @@ namespace dc::worker {
 
 struct Session::Command {
   explicit Command(const asio::any_io_executor& ex)
-      : kill_timer(ex), timeout_timer(ex), drain_timer(ex), pumps_changed(ex)
+      : kill_timer(ex), timeout_timer(ex), drain_timer(ex), pumps_changed(ex), stdin_changed(ex)
   {
   }
   std::uint32_t id = 0;
@@ -26,9 +27,21 @@ struct Session::Command {
   Event pumps_changed;
   int pumps_running = 0;
   bool finished = false;
+  // --stdin: bytes received and not yet written to the child, at most k_stdin_window (the
+  // master sends only within the credit we grant in WINDOW records).
+  bool wants_stdin = false;
+  std::deque<Bytes> stdin_queue;
+  std::uint64_t stdin_credit = 0; // granted and not yet used by the master
+  bool stdin_eof = false;         // STDIN_EOF received
+  bool stdin_done = false;        // the shell exited: stop writing
+  Event stdin_changed;
 };
 
 namespace {
+
+// Stdin bytes one command may have in flight (queued here or in the master's send): enough to
+// keep a pipe busy over a LAN, small enough that 1000 jobs cost 256 MiB at worst.
+constexpr std::uint64_t k_stdin_window = 256 << 10;
 
 std::uint64_t elapsed_ms(Clock::time_point since)
 {
@@ -195,7 +208,7 @@ awaitable<void> Session::on_hello(const Record& record)
   welcome.worker = m_state.facts.value("hostname", "");
   welcome.version = DC_VERSION;
   welcome.session = m_channel.session_id();
-  welcome.features = {"bundle", "cancel", "ping"};
+  welcome.features = {"bundle", "cancel", "ping", "stdin"};
   welcome.facts = m_state.facts;
   const Limits& l = m_state.options.limits;
   welcome.limits = {{"max_runs", l.max_runs_per_session},
@@ -224,6 +237,10 @@ awaitable<bool> Session::handle(Record& record)
     co_return true;
   case RecordType::cancel:
     on_cancel(record);
+    co_return true;
+  case RecordType::stdin_data:
+  case RecordType::stdin_eof:
+    co_await on_stdin(record);
     co_return true;
   case RecordType::ping:
     co_await m_channel.send(RecordType::pong, record.body);
@@ -423,6 +440,7 @@ awaitable<void> Session::on_run(const Record& record)
   ++m_runs;
   auto cmd = std::make_shared<Command>(m_channel.socket().get_executor());
   cmd->id = run.id;
+  cmd->wants_stdin = run.stdin;
   m_commands[run.id] = cmd;
   ++m_active;
   ++m_state.running_processes;
@@ -494,6 +512,70 @@ awaitable<void> Session::pump(std::shared_ptr<Command> cmd, bool is_stderr)
   cmd->pumps_changed.notify();
 }
 
+awaitable<void> Session::on_stdin(const Record& record)
+{
+  const auto [id, data] = decode_output(record.body);
+  const auto it = m_commands.find(id);
+  if (it == m_commands.end() || !it->second->wants_stdin) {
+    // Not a command of ours that takes stdin: a protocol error, unless it is one that already
+    // ended (its EXIT and our last STDIN crossed on the wire).
+    if (it == m_commands.end()) {
+      co_await send_error("protocol", "STDIN for an unknown command", true);
+      throw ProtocolError("STDIN for an unknown command");
+    }
+    co_return;
+  }
+  Command& cmd = *it->second;
+  if (record.type == RecordType::stdin_eof) {
+    cmd.stdin_eof = true;
+  } else if (cmd.stdin_eof || data.size() > cmd.stdin_credit) {
+    co_await send_error("protocol", "STDIN beyond the granted window", true);
+    throw ProtocolError("STDIN beyond the granted window");
+  } else if (!data.empty() && !cmd.stdin_done) {
+    cmd.stdin_credit -= data.size();
+    cmd.stdin_queue.emplace_back(data.begin(), data.end());
+  }
+  cmd.stdin_changed.notify();
+}
+
+// Writes the STDIN records of `cmd` to its stdin pipe in order and gives the master credit back
+// for what was written. Ends at STDIN_EOF (closing the pipe: the job sees EOF) or when the shell
+// exits; a command that closed its stdin (EPIPE) has the rest dropped, as with a local pipe.
+awaitable<void> Session::feed_stdin(std::shared_ptr<Command> cmd)
+{
+  asio::writable_pipe& pipe = cmd->child->in();
+  bool broken = false;
+  std::uint64_t written = 0; // since the last WINDOW
+  for (;;) {
+    while (cmd->stdin_queue.empty() && !cmd->stdin_eof && !cmd->stdin_done) {
+      co_await cmd->stdin_changed.wait();
+    }
+    if (cmd->stdin_done || cmd->stdin_queue.empty()) {
+      break;
+    }
+    const Bytes chunk = std::move(cmd->stdin_queue.front());
+    cmd->stdin_queue.pop_front();
+    if (!broken) {
+      auto [ec, n] = co_await asio::async_write(pipe, asio::buffer(chunk), as_tuple(use_awaitable));
+      broken = static_cast<bool>(ec);
+    }
+    written += chunk.size();
+    // Credit goes back in quarters of the window, or at once when we have caught up.
+    if (written >= k_stdin_window / 4 || cmd->stdin_queue.empty()) {
+      cmd->stdin_credit += written;
+      const std::string body = dump_body(to_json(WindowBody{cmd->id, "stdin", written}));
+      written = 0;
+      try {
+        co_await m_channel.send(RecordType::window, body);
+      } catch (const std::exception&) {
+        break; // the connection is gone; the session's end kills the job
+      }
+    }
+  }
+  std::error_code ignored;
+  pipe.close(ignored);
+}
+
 awaitable<void> Session::run_command(std::shared_ptr<Command> cmd, RunBody run)
 {
   const auto started = Clock::now();
@@ -501,8 +583,9 @@ awaitable<void> Session::run_command(std::shared_ptr<Command> cmd, RunBody run)
   exit.id = cmd->id;
   std::string spawn_error;
   try {
-    cmd->child = std::make_unique<ChildProcess>(m_channel.socket().get_executor(),
-                                                SpawnSpec{run.sh, m_job_dir, job_environment(run)});
+    cmd->child = std::make_unique<ChildProcess>(
+        m_channel.socket().get_executor(),
+        SpawnSpec{run.sh, m_job_dir, job_environment(run), cmd->wants_stdin});
   } catch (const std::system_error& e) {
     spawn_error = e.what();
   }
@@ -535,8 +618,26 @@ awaitable<void> Session::run_command(std::shared_ptr<Command> cmd, RunBody run)
   cmd->pumps_running = 2;
   asio::co_spawn(executor, pump(cmd, false), asio::detached);
   asio::co_spawn(executor, pump(cmd, true), asio::detached);
+  if (cmd->wants_stdin) {
+    cmd->stdin_credit = k_stdin_window;
+    asio::co_spawn(executor, feed_stdin(cmd), asio::detached);
+    const std::string window = dump_body(to_json(WindowBody{cmd->id, "stdin", k_stdin_window}));
+    try {
+      co_await m_channel.send(RecordType::window, window);
+    } catch (const std::exception&) {
+      // Connection gone: the session's end kills the job.
+    }
+  }
 
   const ExitStatus status = co_await cmd->child->wait();
+  if (cmd->wants_stdin) {
+    // Stop feeding a shell that is gone; a background process holding the pipe must not keep
+    // a write pending forever.
+    cmd->stdin_done = true;
+    std::error_code ignored;
+    cmd->child->in().cancel(ignored);
+    cmd->stdin_changed.notify();
+  }
   cmd->timeout_timer.cancel();
   cmd->kill_timer.cancel();
   // The command ends when its shell exits, not when its pipes close (`server & exit 0`): take

@@ -60,6 +60,8 @@ private:
   void on_cancel(const Record& record);
   awaitable<void> run_command(std::shared_ptr<Command> cmd, RunBody run);
   awaitable<void> pump(std::shared_ptr<Command> cmd, bool is_stderr);
+  awaitable<void> on_stdin(const Record& record);
+  awaitable<void> feed_stdin(std::shared_ptr<Command> cmd);
   void terminate(const std::shared_ptr<Command>& cmd, const std::string& reason);
   awaitable<void> finish(const std::string& why);
   awaitable<void> kill_leftovers();

@@ -927,6 +927,47 @@ TEST_CASE("e2e: security: records in the wrong order, of unknown type or too dee
 
 // Regression: the worker used to abort ("free(): invalid pointer") right after sending any ERROR
 // record (Session::send_error built an ErrorBody temporary inside its co_await expression).
+TEST_CASE("e2e: security: stdin beyond the worker's WINDOW credit closes the session (bounded "
+          "memory per command)")
+{
+  t::TempDir dir;
+  const auto key = t::make_key(dir);
+  t::WorkerProcess worker(worker_config(key));
+  {
+    t::RawClient client(worker.address(), key);
+    client.handshake();
+    client.hello();
+    dc::Json run = run_json(1, "sleep 30");
+    run["stdin"] = true;
+    client.send_json(RecordType::run, run);
+    t::Received window = client.receive(5s);
+    while (window.is(RecordType::ping)) {
+      window = client.receive(5s);
+    }
+    REQUIRE(window.is(RecordType::window));
+    const dc::WindowBody credit = dc::window_from(dc::parse_body(window.record.body));
+    CHECK(credit.id == 1);
+    CHECK(credit.bytes > 0);
+    CHECK(credit.bytes <= 1u << 20);
+    // Send far more than the credit plus what the pipe of a job that never reads can absorb
+    // (64 KiB), never waiting for more credit: the worker must refuse, not buffer it.
+    const Bytes chunk(60000, 'x');
+    try {
+      for (std::uint64_t sent = 0; sent <= credit.bytes + (2u << 20); sent += chunk.size()) {
+        client.send(RecordType::stdin_data, dc::encode_output(1, chunk));
+      }
+    } catch (const std::system_error&) {
+      // The worker closed while we were still sending: what this test wants.
+    }
+    const t::UntilClosed rest = client.until_closed(10s);
+    CHECK(rest.closed);
+    CHECK(rest.first_error_code() == "protocol");
+  }
+  CHECK(no_job_dirs(worker));
+  CHECK_MESSAGE(worker.running(), "worker log:\n" << worker.log());
+  check_alive(worker, key, dir);
+}
+
 TEST_CASE("e2e: security: the worker stays up after sending an ERROR record (fail closed, stay up)")
 {
   t::TempDir dir;

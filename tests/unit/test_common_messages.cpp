@@ -30,6 +30,22 @@ TEST_CASE("messages: RUN round trip and strict types")
   CHECK_THROWS_AS(run_from(parse(R"({"id":-1,"sh":"x"})")), ProtocolError);
   // Unknown fields are ignored (forward compatibility).
   CHECK(run_from(parse(R"({"id":1,"sh":"x","future":[1,2]})")).id == 1);
+  // "stdin" is sent only when true, so an older worker never sees it.
+  CHECK_FALSE(to_json(run).contains("stdin"));
+  CHECK_FALSE(back.stdin);
+  run.stdin = true;
+  CHECK(run_from(parse(dump_body(to_json(run)))).stdin);
+  CHECK_THROWS_AS(run_from(parse(R"({"id":1,"sh":"x","stdin":1})")), ProtocolError);
+}
+
+TEST_CASE("messages: WINDOW round trip and strict types")
+{
+  const WindowBody w = window_from(parse(dump_body(to_json(WindowBody{3, "stdin", 262144}))));
+  CHECK(w.id == 3);
+  CHECK(w.stream == "stdin");
+  CHECK(w.bytes == 262144);
+  CHECK_THROWS_AS(window_from(parse(R"({"id":3,"stream":"stdin","bytes":-1})")), ProtocolError);
+  CHECK_THROWS_AS(window_from(parse(R"({"id":3,"bytes":5})")), ProtocolError);
 }
 
 TEST_CASE("messages: bodies must be JSON objects no deeper than 8")

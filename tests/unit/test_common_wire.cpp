@@ -67,9 +67,10 @@ TEST_CASE("wire: every v1 type maps back to itself; reserved numbers are unknown
       CHECK(std::string(to_string(*t)) != "?");
     }
   }
-  CHECK(known == 18);
-  CHECK_FALSE(record_type_from(0x14).has_value()); // FETCH: reserved, not in v1
-  CHECK_FALSE(record_type_from(0x25).has_value()); // STDIN: reserved, not in v1
+  CHECK(known == 21);
+  CHECK_FALSE(record_type_from(0x14).has_value()); // FETCH: reserved, not built yet
+  CHECK(record_type_from(0x25) == RecordType::stdin_data);
+  CHECK(record_type_from(0x27) == RecordType::window);
 }
 
 TEST_CASE("wire: output bodies are a u32 id then bytes")
