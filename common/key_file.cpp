@@ -187,6 +187,8 @@ ClusterKey load_from(const std::string& path, bool force_permissions)
   return key;
 }
 
+} // namespace
+
 std::string home_dir()
 {
   if (const char* home = std::getenv("HOME"); home != nullptr && home[0] != '\0') {
@@ -202,6 +204,8 @@ std::string home_dir()
   }
   return {};
 }
+
+namespace {
 
 // mkdir -p with mode 0700 for every directory it creates; existing ones are left alone.
 void make_dirs(const std::string& key_path, const std::string& dir)

@@ -29,6 +29,10 @@ ClusterKey derive_cluster_key(ByteView raw_key32);
 // Renders a key id as 16 lowercase hex digits. Does not throw (beyond std::bad_alloc).
 std::string key_id_hex(const KeyId& id);
 
+// The user's home directory: $HOME, else the passwd entry of the effective uid; "" if neither is
+// known. Does not throw (beyond std::bad_alloc).
+std::string home_dir();
+
 // The default search order: ~/.config/distcomp/cluster.key (home from $HOME, else the passwd
 // entry of the effective uid; left out if neither is known), then /etc/distcomp/cluster.key.
 // Does not throw (beyond std::bad_alloc).

@@ -64,7 +64,10 @@ Options parse_options(int argc, char** argv)
   spec.custom_help("[options] [-- command words...]");
   // clang-format off
   spec.add_options()
-    ("p,peers", "peers file: one host, host:port or [v6]:port per line", cxxopts::value<std::string>())
+    ("p,peers", "peers file: a hostlist and attributes per line, or INI (default: $DISTCOMP_PEERS, then ~/.config/distcomp/peers, unless -w is given)", cxxopts::value<std::string>())
+    ("w,nodes", "hosts to run on as a hostlist, e.g. lab[01-40],gpu[1-2]:7000 (repeatable; added to the peers file's)", cxxopts::value<std::vector<std::string>>())
+    ("x,exclude", "hostlist of nodes to leave out; a host without :port on every port (repeatable)", cxxopts::value<std::vector<std::string>>())
+    ("g,group", "only the peers file's nodes with group=GROUP (repeatable)", cxxopts::value<std::vector<std::string>>())
     ("s,send", "file or directory to ship (repeatable); 'dir/' sends its contents, 'dir' the directory itself", cxxopts::value<std::vector<std::string>>())
     ("c,cmd", "command to run on every node (repeatable; run in order)", cxxopts::value<std::vector<std::string>>())
     ("e,env", "K=V added to every command's environment (repeatable)", cxxopts::value<std::vector<std::string>>())
@@ -108,10 +111,18 @@ Options parse_options(int argc, char** argv)
   if (o.keygen) {
     return o;
   }
-  if (r.count("peers") == 0) {
-    throw ConfigError("no peers: use --peers FILE");
+  if (r.count("peers")) {
+    o.peers_file = r["peers"].as<std::string>();
   }
-  o.peers_file = r["peers"].as<std::string>();
+  if (r.count("nodes")) {
+    o.hosts = r["nodes"].as<std::vector<std::string>>();
+  }
+  if (r.count("exclude")) {
+    o.excluded = r["exclude"].as<std::vector<std::string>>();
+  }
+  if (r.count("group")) {
+    o.groups = r["group"].as<std::vector<std::string>>();
+  }
   if (r.count("send")) {
     o.send = r["send"].as<std::vector<std::string>>();
   }

@@ -11,7 +11,10 @@
 namespace dc::master {
 
 struct Options {
-  std::string peers_file;
+  std::string peers_file;            // --peers; "" leaves the choice to select_nodes
+  std::vector<std::string> hosts;    // -w hostlists
+  std::vector<std::string> excluded; // -x hostlists
+  std::vector<std::string> groups;   // -g
   std::vector<std::string> send;     // --send paths, rsync convention
   std::vector<std::string> commands; // --cmd, then the words after `--` as one command
   std::map<std::string, std::string> env;

@@ -2,6 +2,7 @@
 
 #include "common/log.hpp"
 #include "master/fanout.hpp"
+#include "master/node_selection.hpp"
 
 #include <sodium.h>
 
@@ -33,10 +34,10 @@ int run(const Options& options)
   if (options.keygen) {
     return keygen(options);
   }
+  std::vector<Peer> nodes = select_nodes(options); // before the key: a typo in -w is reported first
   const ClusterKey key = load_cluster_key(options.key_path, options.force);
   log_debug("key %s (key id %s)", key.path.c_str(), key_id_hex(key.key_id).c_str());
-  RunPlan plan{options,        load_peers_file(options.peers_file), key, nullptr, nullptr,
-               random_job_id()};
+  RunPlan plan{options, std::move(nodes), key, nullptr, nullptr, random_job_id()};
   if (!options.send.empty()) {
     plan.bundle = std::make_unique<BundleSource>(scan_sources(options.send));
     plan.blobs = std::make_unique<BlobCompressor>(*plan.bundle);

@@ -25,7 +25,9 @@ TEST_CASE("e2e: cli: usage errors are one line on stderr and exit 2")
     return r.exit_code == 2 && r.out.empty() && r.stderr_lines().size() == 1 &&
            r.err.rfind("master: error: ", 0) == 0;
   };
-  CHECK(one_error_line(run_master({"--key", key, "--cmd", "true"}))); // no peers
+  // No peers: neither $DISTCOMP_PEERS nor ~/.config/distcomp/peers of whoever runs the tests.
+  CHECK(one_error_line(run_master({"--key", key, "--cmd", "true"}, std::chrono::seconds(60), "",
+                                  {"HOME=" + dir.path(), "DISTCOMP_PEERS="})));
   CHECK(one_error_line(run_master({"--key", key, "--peers", dir / "nope", "--cmd", "x"})));
   CHECK(one_error_line(run_master({"--key", key, "--peers", dir / "p", "--bogus"})));
   write_file(dir / "p", "127.0.0.1:1\n");

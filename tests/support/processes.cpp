@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -39,7 +40,7 @@ std::vector<char*> c_args(const std::string& bin, const std::vector<std::string>
 }
 
 // Starts `bin args` with stdout/stderr on pipes (out_fd/err_fd returned), stdin /dev/null and
-// our environment plus `extra_env` ("K=V").
+// our environment plus `extra_env` ("K=V", replacing a variable of ours with the same name).
 pid_t spawn(const std::string& bin, const std::vector<std::string>& args, int& out_fd, int& err_fd,
             const std::string& cwd = "", const std::vector<std::string>& extra_env = {})
 {
@@ -50,7 +51,13 @@ pid_t spawn(const std::string& bin, const std::vector<std::string>& args, int& o
   auto argv = c_args(bin, args);
   std::vector<char*> envp; // built before fork: the child only calls async-signal-safe functions
   for (char** e = environ; *e != nullptr; ++e) {
-    envp.push_back(*e);
+    const std::string_view ours = *e;
+    const bool replaced = std::any_of(extra_env.begin(), extra_env.end(), [&](const auto& kv) {
+      return ours.substr(0, ours.find('=') + 1) == kv.substr(0, kv.find('=') + 1);
+    });
+    if (!replaced) {
+      envp.push_back(*e);
+    }
   }
   for (const auto& kv : extra_env) {
     envp.push_back(const_cast<char*>(kv.c_str()));
@@ -360,10 +367,11 @@ std::vector<std::string> MasterRun::stderr_lines() const
 namespace {
 
 MasterRun run_program(const std::string& bin, const std::vector<std::string>& args,
-                      std::chrono::seconds timeout, const std::string& cwd)
+                      std::chrono::seconds timeout, const std::string& cwd,
+                      const std::vector<std::string>& env = {})
 {
   int out_fd = -1, err_fd = -1;
-  const pid_t pid = spawn(bin, args, out_fd, err_fd, cwd);
+  const pid_t pid = spawn(bin, args, out_fd, err_fd, cwd, env);
   OutputCollector out(out_fd);
   OutputCollector err(err_fd);
   MasterRun run;
@@ -385,9 +393,9 @@ MasterRun run_program(const std::string& bin, const std::vector<std::string>& ar
 } // namespace
 
 MasterRun run_master(const std::vector<std::string>& args, std::chrono::seconds timeout,
-                     const std::string& cwd)
+                     const std::string& cwd, const std::vector<std::string>& env)
 {
-  return run_program(DC_MASTER_BIN, args, timeout, cwd);
+  return run_program(DC_MASTER_BIN, args, timeout, cwd, env);
 }
 
 MasterRun run_worker(const std::vector<std::string>& args, std::chrono::seconds timeout)

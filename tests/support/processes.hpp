@@ -111,10 +111,11 @@ struct MasterRun {
   std::vector<std::string> stderr_lines() const;
 };
 
-// Runs the master to completion with the given arguments (killed after `timeout`).
+// Runs the master to completion with the given arguments (killed after `timeout`), in `cwd` if
+// given, with our environment plus `env` ("K=V", replacing ours of the same name).
 MasterRun run_master(const std::vector<std::string>& args,
                      std::chrono::seconds timeout = std::chrono::seconds(60),
-                     const std::string& cwd = "");
+                     const std::string& cwd = "", const std::vector<std::string>& env = {});
 
 // Runs the worker to completion (for start-up failures; killed after `timeout`).
 MasterRun run_worker(const std::vector<std::string>& args,

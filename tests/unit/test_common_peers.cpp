@@ -1,4 +1,5 @@
 #include "common/error.hpp"
+#include "common/hostlist.hpp"
 #include "common/peers.hpp"
 
 #include <doctest/doctest.h>
@@ -202,4 +203,160 @@ TEST_CASE("peers: parse_endpoint accepts one spec and names `what` in errors")
   CHECK(endpoint_error("") == "--bind: empty address");
   CHECK(endpoint_error("host:x") == "--bind: bad port 'x'");
   CHECK(endpoint_error("[::1]:99999") == "--bind: bad port '99999'");
+}
+
+TEST_CASE("peers: a line is a hostlist whose attributes go to every host of it")
+{
+  const auto peers = dc::parse_peers("lab[01-03] port=7000 slots=8 gpus=4 group=cpu,fast\n"
+                                     "gpu[1-2]:7100,lab04   # two GPU boxes and one more\n"
+                                     "  [::1]:7200\tgroup=v6 gpus=0\n",
+                                     "peers.txt");
+  REQUIRE(peers.size() == 7);
+  CHECK(peers[0].label == "lab01"); // port= does not change the label
+  CHECK(peers[0].host == "lab01");
+  CHECK(peers[0].port == 7000);
+  CHECK(peers[0].slots == 8);
+  CHECK(peers[0].gpus == 4);
+  CHECK(peers[0].groups == std::vector<std::string>{"cpu", "fast"});
+  CHECK(peers[2].label == "lab03");
+  CHECK(peers[2].groups == peers[0].groups);
+  CHECK(peers[3].label == "gpu1:7100"); // a port written in the host part is in the label
+  CHECK(peers[3].port == 7100);
+  CHECK(peers[3].slots == 1);
+  CHECK(peers[3].gpus == 0);
+  CHECK(peers[3].groups.empty());
+  CHECK(peers[5].label == "lab04");
+  CHECK(peers[5].port == dc::k_default_port);
+  CHECK(peers[6].label == "[::1]:7200");
+  CHECK(peers[6].host == "::1");
+  CHECK(peers[6].groups == std::vector<std::string>{"v6"});
+  for (std::size_t i = 0; i < peers.size(); ++i) {
+    CHECK(peers[i].index == i);
+  }
+  // The same host on two ports is two workers.
+  CHECK(dc::parse_peers("lab01 port=7000\nlab01 port=7001", "p").size() == 2);
+}
+
+TEST_CASE("peers: bad attributes and hostlists name file and line")
+{
+  CHECK(peers_error("lab01\nlab02 color=red") ==
+        "peers.txt:2: unknown attribute 'color' (expected port, slots, gpus or group)");
+  CHECK(peers_error("lab01 slots=0") == "peers.txt:1: bad slots value '0'");
+  CHECK(peers_error("lab01 slots=abc") == "peers.txt:1: bad slots value 'abc'");
+  CHECK(peers_error("lab01 slots=") == "peers.txt:1: bad slots value ''");
+  CHECK(peers_error("lab01 gpus=-1") == "peers.txt:1: bad gpus value '-1'");
+  CHECK(peers_error("lab01 gpus=99999999") == "peers.txt:1: bad gpus value '99999999'");
+  CHECK(peers_error("lab01 port=0") == "peers.txt:1: bad port '0'");
+  CHECK(peers_error("lab01 group=") == "peers.txt:1: bad group list ''");
+  CHECK(peers_error("lab01 group=a,,b") == "peers.txt:1: bad group list 'a,,b'");
+  CHECK(peers_error("lab01 group=a/b") == "peers.txt:1: bad group list 'a/b'");
+  CHECK(peers_error("lab01 port=7000 port=7001") == "peers.txt:1: attribute 'port' given twice");
+  CHECK(peers_error("lab01 port=7000 junk") ==
+        "peers.txt:1: expected key=value after the hosts, got 'junk'");
+  CHECK(peers_error("lab01:7000 port=7001") ==
+        "peers.txt:1: port given twice: 'lab01:7000' and port=7001");
+  CHECK(peers_error("x\nlab[01-") == "peers.txt:2: column 4: unclosed '['");
+  CHECK(peers_error("  lab[3-1] slots=2") == "peers.txt:1: column 7: reversed range '3-1'");
+  CHECK(peers_error("port=7000") == "peers.txt:1: column 1: empty host name");
+  CHECK(peers_error("lab[1-2],bad/host") == "peers.txt:1: bad host 'bad/host'");
+}
+
+TEST_CASE("peers: duplicates from hostlists name both lines, and the total is capped")
+{
+  CHECK(peers_error("lab[01-03]\n\nlab02") ==
+        "peers.txt:3: duplicate peer 'lab02' (first on line 1)");
+  CHECK(peers_error("lab[1-2],LAB1") == "peers.txt:1: duplicate peer 'LAB1' (first on line 1)");
+  CHECK(peers_error("lab01 port=7000\nlab01:7000") ==
+        "peers.txt:2: duplicate peer 'lab01:7000' (first on line 1)");
+  CHECK(peers_error("a[1-60000]\nb[1-60000]") == "peers.txt:2: more than 100000 peers");
+  CHECK(dc::parse_peers("a[1-100000]", "p").size() == dc::k_max_hostlist_hosts);
+}
+
+TEST_CASE("peers: the INI layout of Python cluster scripts maps sections to nodes")
+{
+  const auto peers = dc::parse_peers("; cluster for the sweep script\n"
+                                     "# written by hand\n"
+                                     "[server1]\n"
+                                     "host = 10.0.0.1\n"
+                                     "scheduler_port = 8786\n"
+                                     "gpus = 2\n"
+                                     "workdir = /scratch/sweep\n"
+                                     "\n"
+                                     "[server2]\n"
+                                     "Host: lab02.example.org\n"
+                                     "port=7000\n"
+                                     "scheduler_port=8786\n"
+                                     "notes = first line of a long note\n"
+                                     "   that continues here\n"
+                                     "[server3]\n"
+                                     "  host = ::1\n"
+                                     "[DEFAULT]\n"
+                                     "gpus = 1\n"
+                                     "python = /usr/bin/python3\n",
+                                     "cluster.ini");
+  REQUIRE(peers.size() == 3);
+  CHECK(peers[0].label == "server1");
+  CHECK(peers[0].host == "10.0.0.1");
+  CHECK(peers[0].port == 8786); // scheduler_port when there is no port
+  CHECK(peers[0].gpus == 2);
+  CHECK(peers[1].label == "server2");
+  CHECK(peers[1].host == "lab02.example.org");
+  CHECK(peers[1].port == 7000); // port wins over scheduler_port
+  CHECK(peers[1].gpus == 1);    // from [DEFAULT], wherever it stands
+  CHECK(peers[2].label == "server3");
+  CHECK(peers[2].host == "::1");
+  CHECK(peers[2].port == dc::k_default_port);
+  CHECK(peers[2].index == 2);
+  CHECK(peers[2].slots == 1);
+
+  // A first line that is an IPv6 peer is not a section header.
+  CHECK(dc::parse_peers("# c\n[::1]:7000\nlab01", "p").size() == 2);
+  CHECK(dc::parse_peers("[fe80::1]", "p")[0].host == "fe80::1");
+}
+
+TEST_CASE("peers: INI errors name file and line, while other keys are never an error")
+{
+  const auto ini_error = [](std::string_view text) {
+    try {
+      dc::parse_peers(text, "c.ini");
+    } catch (const dc::ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  CHECK(ini_error("[s1]\nport=7000\nanything = at all\n") ==
+        "c.ini:1: section '[s1]' has no host=");
+  CHECK(ini_error("[s1]\nhost=a\n\n[s1]\nhost=b") ==
+        "c.ini:4: duplicate section '[s1]' (first on line 1)");
+  CHECK(ini_error("[s1]\nhost=a\n[s2]\nhost=A") ==
+        "c.ini:3: duplicate peer 's2' (first on line 1)");
+  CHECK(ini_error("[s1]\nhost=a\nport=99999") == "c.ini:3: bad port '99999'");
+  CHECK(ini_error("[s1]\nhost=a\nscheduler_port=x") == "c.ini:3: bad port 'x'");
+  CHECK(ini_error("[s1]\nhost=a\ngpus=x") == "c.ini:3: bad gpus value 'x'");
+  CHECK(ini_error("[s1]\nhost=a b") == "c.ini:2: bad host 'a b'");
+  CHECK(ini_error("[s1]\nhost=") == "c.ini:2: empty address");
+  CHECK(ini_error("[s1]\nhost=a\n  b") == "c.ini:3: host= cannot continue on another line");
+  CHECK(ini_error("[s1]\nhost=a\nHOST=b") == "c.ini:3: duplicate key 'host' (first on line 2)");
+  CHECK(ini_error("[s1]\nhost=a\njunk line") ==
+        "c.ini:3: expected [section] or key = value, got 'junk line'");
+  CHECK(ini_error("[s1]\nhost=a:7000\nport=7001") ==
+        "c.ini:3: port given twice: host=a:7000 and port=7001");
+  CHECK(ini_error("[DEFAULT]\nport=1\n") == "c.ini: no peers");
+  CHECK(ini_error("[s1]\nhost=a\nextra = 1\n  2\nmode: fast\n").empty());
+  std::string many;
+  for (std::size_t i = 0; i <= dc::k_max_hostlist_hosts; ++i) {
+    many += "[s" + std::to_string(i) + "]\nhost=h" + std::to_string(i) + "\n";
+  }
+  CHECK(ini_error(many) == "c.ini:200001: more than 100000 peers");
+}
+
+TEST_CASE("peers: peers.txt.example stays valid and shows attributes")
+{
+  const auto peers = dc::load_peers_file(DC_SOURCE_DIR "/peers.txt.example");
+  REQUIRE(peers.size() > 4);
+  bool has_attributes = false;
+  for (const auto& p : peers) {
+    has_attributes = has_attributes || !p.groups.empty();
+  }
+  CHECK(has_attributes);
 }
