@@ -13,8 +13,8 @@
 
 namespace dc::master {
 
-Fanout::Fanout(const RunPlan& plan, Printer& printer)
-    : m_plan(plan), m_printer(printer), m_results(plan.peers.size())
+Fanout::Fanout(const RunPlan& plan, OutputView& view)
+    : m_plan(plan), m_view(view), m_results(plan.peers.size())
 {
   for (std::size_t i = 0; i < plan.peers.size(); ++i) {
     m_pending.push_back(i);
@@ -27,14 +27,24 @@ awaitable<void> Fanout::run()
   const std::size_t lanes = std::min(m_plan.options.fanout, m_plan.peers.size());
   std::size_t running = lanes;
   Event lane_done(ex);
+  std::exception_ptr failure;
   for (std::size_t i = 0; i < lanes; ++i) {
-    asio::co_spawn(ex, drain(), [&](std::exception_ptr) {
+    asio::co_spawn(ex, drain(), [&](std::exception_ptr e) {
+      if (e && !failure) {
+        failure = e;
+      }
       --running;
       lane_done.notify();
     });
   }
   while (running > 0) {
     co_await lane_done.wait();
+  }
+  if (failure) {
+    std::rethrow_exception(failure);
+  }
+  for (std::size_t index : m_never_started) {
+    co_await m_view.node_done(index, m_results[index]);
   }
 }
 
@@ -43,11 +53,11 @@ awaitable<void> Fanout::drain()
   while (!m_pending.empty()) {
     const std::size_t index = m_pending.front();
     m_pending.pop_front();
-    NodeSession session(m_plan, m_plan.peers[index], m_printer);
+    NodeSession session(m_plan, m_plan.peers[index], m_view);
     m_active.insert(&session);
     m_results[index] = co_await session.run();
     m_active.erase(&session);
-    m_printer.finish_node(index);
+    co_await m_view.node_done(index, m_results[index]);
   }
 }
 
@@ -57,6 +67,7 @@ void Fanout::interrupt()
   for (std::size_t index : m_pending) {
     m_results[index].state = NodeState::cancelled;
     m_results[index].detail = "not started";
+    m_never_started.push_back(index);
   }
   m_pending.clear();
   for (NodeSession* session : m_active) {

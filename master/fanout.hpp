@@ -2,7 +2,7 @@
 // Runs every node of a plan with bounded concurrency and collects their results.
 
 #include "master/node_result.hpp"
-#include "master/printer.hpp"
+#include "master/output_view.hpp"
 #include "master/run_plan.hpp"
 
 #include <deque>
@@ -15,9 +15,10 @@ class NodeSession;
 
 class Fanout {
 public:
-  Fanout(const RunPlan& plan, Printer& printer);
+  Fanout(const RunPlan& plan, OutputView& view);
 
-  // Runs all nodes; returns when every node has a result. Never throws.
+  // Runs all nodes; returns when every node has a result and the view has been told of each
+  // (also of nodes an interrupt kept from starting). Throws what the view throws.
   awaitable<void> run();
   // First Ctrl-C: cancel remote commands, start no new node. Later ones: close everything.
   void interrupt();
@@ -28,10 +29,11 @@ private:
   awaitable<void> drain();
 
   const RunPlan& m_plan;
-  Printer& m_printer;
+  OutputView& m_view;
   std::deque<std::size_t> m_pending;
   std::set<NodeSession*> m_active;
   std::vector<NodeResult> m_results;
+  std::vector<std::size_t> m_never_started; // taken off m_pending by interrupt()
   int m_interrupts = 0;
 };
 

@@ -45,6 +45,65 @@ std::string format_duration(Clock::duration d)
   return buf;
 }
 
+std::string exit_text(const NodeResult& r)
+{
+  if (r.exit_signal) {
+    std::string text = "signal " + std::to_string(*r.exit_signal);
+    if (const char* name = sigabbrev_np(*r.exit_signal)) {
+      text += std::string(" (SIG") + name + ")";
+    }
+    return text;
+  }
+  return r.exit_code ? "exit " + std::to_string(*r.exit_code) : std::string();
+}
+
+std::string outcome_text(const NodeResult& r)
+{
+  const std::string exit = exit_text(r);
+  if (r.state == NodeState::ok || (r.state == NodeState::failed && !exit.empty())) {
+    return exit;
+  }
+  return exit.empty() ? to_string(r.state) : std::string(to_string(r.state)) + ", " + exit;
+}
+
+std::string straggler_line(const std::vector<std::string>& labels,
+                           const std::vector<NodeResult>& results)
+{
+  std::vector<Clock::duration> runs;
+  for (const auto& r : results) {
+    if (r.state == NodeState::ok || r.state == NodeState::failed ||
+        r.state == NodeState::timed_out) {
+      runs.push_back(r.run);
+    }
+  }
+  if (runs.size() < 3) {
+    return {};
+  }
+  std::nth_element(runs.begin(), runs.begin() + runs.size() / 2, runs.end());
+  const Clock::duration median = runs[runs.size() / 2];
+  // Below 50 ms a difference is scheduling noise: "2x" of 3 ms is not worth a line.
+  const Clock::duration threshold = std::max<Clock::duration>(2 * median, 50ms);
+  std::vector<std::size_t> slow;
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    const auto& r = results[i];
+    if ((r.state == NodeState::ok || r.state == NodeState::failed ||
+         r.state == NodeState::timed_out) &&
+        r.run > threshold) {
+      slow.push_back(i);
+    }
+  }
+  if (slow.empty()) {
+    return {};
+  }
+  std::stable_sort(slow.begin(), slow.end(),
+                   [&](std::size_t a, std::size_t b) { return results[a].run > results[b].run; });
+  std::string line = "stragglers (over 2x the median run time " + format_duration(median) + "):";
+  for (std::size_t k = 0; k < slow.size(); ++k) {
+    line += (k == 0 ? " " : ", ") + labels[slow[k]] + " " + format_duration(results[slow[k]].run);
+  }
+  return line;
+}
+
 std::string summary_line(const std::string& label, std::size_t label_width, const NodeResult& r)
 {
   std::string line = label;
@@ -52,15 +111,7 @@ std::string summary_line(const std::string& label, std::size_t label_width, cons
   std::string state = to_string(r.state);
   state.resize(std::max<std::size_t>(state.size(), 11), ' ');
   line += "   " + state + " ";
-  std::string status;
-  if (r.exit_signal) {
-    status = "signal " + std::to_string(*r.exit_signal);
-    if (const char* name = sigabbrev_np(*r.exit_signal)) {
-      status += std::string(" (SIG") + name + ")";
-    }
-  } else if (r.exit_code) {
-    status = "exit " + std::to_string(*r.exit_code);
-  }
+  std::string status = exit_text(r);
   if (!status.empty()) {
     status.resize(std::max<std::size_t>(status.size(), 8), ' ');
     line += status + " ";

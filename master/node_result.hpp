@@ -37,6 +37,14 @@ struct NodeResult {
 
 // "lab01   ok    exit 0   1.84 s   (connect 2 ms, upload 31 ms, run 1.80 s)"
 std::string summary_line(const std::string& label, std::size_t label_width, const NodeResult& r);
+// "exit 0", "signal 9 (SIGKILL)", or "" when no command ended.
+std::string exit_text(const NodeResult& r);
+// A short outcome for headers: "exit 0", "timeout, signal 15 (SIGTERM)", "unreachable".
+std::string outcome_text(const NodeResult& r);
+// "stragglers (over 2x the median run time 1.20 s): lab07 3.10 s, lab09 2.80 s", or "" when no
+// node that ran its commands took more than twice the median of them (needs 3+ such nodes).
+std::string straggler_line(const std::vector<std::string>& labels,
+                           const std::vector<NodeResult>& results);
 // "2 ok · 0 failed · 0 unreachable — total time 1.93 s"
 std::string total_line(const std::vector<NodeResult>& results, Clock::duration total);
 // The documented exit status: the first of 130, 3, 4, 1 that applies, else 0 (2 is decided

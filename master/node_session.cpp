@@ -53,8 +53,8 @@ struct NodeSession::Pinger {
   }
 };
 
-NodeSession::NodeSession(const RunPlan& plan, const Peer& peer, Printer& printer)
-    : m_plan(plan), m_peer(peer), m_printer(printer)
+NodeSession::NodeSession(const RunPlan& plan, const Peer& peer, OutputView& view)
+    : m_plan(plan), m_peer(peer), m_view(view)
 {
 }
 
@@ -109,6 +109,7 @@ awaitable<NodeResult> NodeSession::run()
   try {
     co_await connect();
     m_result.connect = lap();
+    m_view.node_connected(m_peer.index);
     m_phase = Phase::uploading;
     if (m_plan.bundle) {
       co_await upload();
@@ -116,7 +117,12 @@ awaitable<NodeResult> NodeSession::run()
     m_result.upload = lap();
     m_phase = Phase::running;
     m_result.state = NodeState::ok;
-    for (std::uint32_t i = 0; i < m_plan.options.commands.size(); ++i) {
+    if (m_plan.stdin_bytes && !m_worker_has_stdin) {
+      m_result.state = NodeState::failed;
+      m_result.detail = "this worker is too old for --stdin";
+    }
+    for (std::uint32_t i = 0; m_result.state == NodeState::ok && i < m_plan.options.commands.size();
+         ++i) {
       if (m_cancelled) {
         m_result.state = NodeState::cancelled;
         break;
@@ -238,6 +244,8 @@ awaitable<void> NodeSession::connect()
   }
   const Welcome welcome = welcome_from(parse_body(record.body));
   m_result.kept_dir = welcome.job_dir;
+  m_worker_has_stdin = std::find(welcome.features.begin(), welcome.features.end(), "stdin") !=
+                       welcome.features.end();
   log_debug("%s: session %s with %s (worker %s)", m_peer.label.c_str(), welcome.session.c_str(),
             escape_for_log(welcome.worker).c_str(), escape_for_log(welcome.version).c_str());
   arm(k_idle_limit);
@@ -290,12 +298,30 @@ awaitable<void> NodeSession::upload()
   bundle_ok_from(parse_body(ok.body));
 }
 
+void NodeSession::send_stdin()
+{
+  const std::string_view data = *m_plan.stdin_bytes;
+  while (m_stdin_credit > 0 && m_stdin_sent < data.size()) {
+    const std::size_t n = std::size_t(
+        std::min<std::uint64_t>({m_stdin_credit, data.size() - m_stdin_sent, k_max_body_size - 4}));
+    m_channel->post(RecordType::stdin_data,
+                    encode_output(*m_running_id, as_bytes(data.substr(m_stdin_sent, n))));
+    m_stdin_sent += n;
+    m_stdin_credit -= n;
+  }
+  if (m_stdin_sent == data.size() && !m_stdin_eof_sent) {
+    m_channel->post(RecordType::stdin_eof, encode_output(*m_running_id, {}));
+    m_stdin_eof_sent = true;
+  }
+}
+
 RunBody NodeSession::make_run(std::uint32_t id, const std::string& command) const
 {
   RunBody run;
   run.id = id;
   run.sh = command;
   run.timeout_s = m_plan.options.command_timeout_s;
+  run.stdin = m_plan.stdin_bytes.has_value();
   run.env = m_plan.options.env;
   const std::string node_id = std::to_string(m_peer.index);
   const std::string n_nodes = std::to_string(m_plan.peers.size());
@@ -313,6 +339,13 @@ awaitable<bool> NodeSession::run_command(std::uint32_t id, const std::string& co
   const std::string run_body = dump_body(to_json(make_run(id, command)));
   co_await m_channel->send(RecordType::run, run_body);
   m_running_id = id;
+  if (m_plan.stdin_bytes) {
+    // Each command reads the whole of stdin, from the start, as its credit allows.
+    m_stdin_sent = 0;
+    m_stdin_credit = 0;
+    m_stdin_eof_sent = false;
+    send_stdin(); // an empty stdin is just the EOF
+  }
   for (;;) {
     Record record = co_await next();
     if (record.type != RecordType::exit) {
@@ -391,8 +424,17 @@ awaitable<Record> NodeSession::next()
       if (!m_running_id || id != *m_running_id) {
         throw ProtocolError("output for a command that is not running");
       }
-      m_printer.output(m_peer.index, record->type == RecordType::stderr_data, data);
-      co_await m_printer.wait_writable();
+      m_view.output(m_peer.index, record->type == RecordType::stderr_data, data);
+      co_await m_view.wait_writable();
+      continue;
+    }
+    case RecordType::window: {
+      const WindowBody w = window_from(parse_body(record->body));
+      // Credit for a command that already ended (its EXIT crossed our data) is moot.
+      if (m_plan.stdin_bytes && w.stream == "stdin" && m_running_id && w.id == *m_running_id) {
+        m_stdin_credit += w.bytes;
+        send_stdin();
+      }
       continue;
     }
     case RecordType::error: {

@@ -1,11 +1,11 @@
 #pragma once
 // One node of a run: connect, authenticate, HELLO, upload the bundle, run the commands in order
-// while passing their output to the Printer, BYE. Every failure becomes a NodeResult.
+// while passing their output to the OutputView, BYE. Every failure becomes a NodeResult.
 
 #include "common/channel.hpp"
 #include "common/messages.hpp"
 #include "master/node_result.hpp"
-#include "master/printer.hpp"
+#include "master/output_view.hpp"
 #include "master/run_plan.hpp"
 
 #include <memory>
@@ -14,7 +14,7 @@ namespace dc::master {
 
 class NodeSession {
 public:
-  NodeSession(const RunPlan& plan, const Peer& peer, Printer& printer);
+  NodeSession(const RunPlan& plan, const Peer& peer, OutputView& view);
   ~NodeSession();
   NodeSession(const NodeSession&) = delete;
   NodeSession& operator=(const NodeSession&) = delete;
@@ -35,15 +35,17 @@ private:
   awaitable<void> upload();
   awaitable<bool> run_command(std::uint32_t id, const std::string& command); // false: stop
   awaitable<void> say_bye();
-  // Next record that is not a PING/PONG; output records go to the Printer. Throws on EOF, a
+  // Next record that is not a PING/PONG; output records go to the OutputView. Throws on EOF, a
   // fatal ERROR and protocol violations.
   awaitable<Record> next();
   RunBody make_run(std::uint32_t id, const std::string& command) const;
+  // --stdin: sends as much of the run's stdin as the worker's credit allows, then STDIN_EOF.
+  void send_stdin();
   void arm(Clock::duration limit); // (re)starts the connection's deadline
 
   const RunPlan& m_plan;
   const Peer& m_peer;
-  Printer& m_printer;
+  OutputView& m_view;
   std::shared_ptr<Channel> m_channel;
   std::unique_ptr<Deadline> m_deadline;
   Clock::duration m_limit{}; // what m_deadline currently allows
@@ -51,6 +53,10 @@ private:
   Phase m_phase = Phase::connecting;
   bool m_cancelled = false;
   std::optional<std::uint32_t> m_running_id;
+  bool m_worker_has_stdin = false;  // WELCOME announced the "stdin" feature
+  std::size_t m_stdin_sent = 0;     // bytes of the plan's stdin sent for the running command
+  std::uint64_t m_stdin_credit = 0; // bytes the worker still accepts (WINDOW)
+  bool m_stdin_eof_sent = false;
   NodeResult m_result;
 };
 

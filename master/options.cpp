@@ -47,6 +47,38 @@ double positive_seconds(const cxxopts::ParseResult& r, const char* name)
   return s;
 }
 
+// --blocks, --gather [--live], --outdir DIR, --json: at most one; --color for all of them.
+void parse_view(const cxxopts::ParseResult& r, Options& o)
+{
+  std::vector<std::string> chosen;
+  for (const char* name : {"blocks", "gather", "outdir", "json"}) {
+    if (r.count(name)) {
+      chosen.push_back(std::string("--") + name);
+    }
+  }
+  if (chosen.size() > 1) {
+    throw ConfigError(chosen[0] + " and " + chosen[1] + " are different views: choose one");
+  }
+  if (r.count("blocks")) {
+    o.view = ViewKind::blocks;
+  } else if (r.count("gather")) {
+    o.view = ViewKind::gather;
+  } else if (r.count("outdir")) {
+    o.view = ViewKind::outdir;
+    o.outdir = r["outdir"].as<std::string>();
+    if (o.outdir.empty()) {
+      throw ConfigError("--outdir: empty path");
+    }
+  } else if (r.count("json")) {
+    o.view = ViewKind::json;
+  }
+  o.gather_live = r.count("live") > 0;
+  if (o.gather_live && o.view != ViewKind::gather) {
+    throw ConfigError("--live only goes with --gather");
+  }
+  o.color = parse_color_mode(r["color"].as<std::string>());
+}
+
 } // namespace
 
 Options parse_options(int argc, char** argv)
@@ -77,8 +109,15 @@ Options parse_options(int argc, char** argv)
     ("connect-timeout", "seconds to connect and authenticate, per node", cxxopts::value<double>()->default_value("5"))
     ("t,timeout", "seconds each command may run (default: no limit)", cxxopts::value<double>())
     ("keep", "keep the job directory on every node and print where it is")
+    ("stdin", "read stdin once (to EOF, up to 64 MiB) and give it to every command on every node")
     ("S", "exit with the largest remote exit code")
     ("fanout", "nodes served at once", cxxopts::value<long long>()->default_value("256"))
+    ("blocks", "view: each node's stdout as one block when it ends, headed by its exit and time")
+    ("gather", "view: identical stdout merged under one node list, outliers after it")
+    ("live", "with --gather: merge line by line while the nodes run")
+    ("outdir", "view: raw per-node files DIR/<node>.out and DIR/<node>.err", cxxopts::value<std::string>())
+    ("json", "view: one JSON event per line on stdout (schema in the README)")
+    ("color", "color node names: auto (terminals, unless NO_COLOR is set), always, never", cxxopts::value<std::string>()->default_value("auto"))
     ("v,verbose", "log details")
     ("h,help", "print this help")
     ("version", "print the version");
@@ -169,12 +208,14 @@ Options parse_options(int argc, char** argv)
     o.command_timeout_s = positive_seconds(r, "timeout");
   }
   o.keep = r.count("keep") > 0;
+  o.stdin = r.count("stdin") > 0;
   o.largest_remote_status = r.count("S") > 0;
   const long long fanout = r["fanout"].as<long long>();
   if (fanout < 1) {
     throw ConfigError("--fanout: must be at least 1");
   }
   o.fanout = static_cast<std::size_t>(fanout);
+  parse_view(r, o);
   return o;
 }
 

@@ -2,6 +2,7 @@
 // Everything the master can be told on its command line.
 
 #include "common/async.hpp"
+#include "master/terminal_style.hpp"
 
 #include <map>
 #include <optional>
@@ -9,6 +10,9 @@
 #include <vector>
 
 namespace dc::master {
+
+// How output is shown (see output_view.hpp).
+enum class ViewKind { live, blocks, gather, outdir, json };
 
 struct Options {
   std::string peers_file;            // --peers; "" leaves the choice to select_nodes
@@ -24,9 +28,14 @@ struct Options {
   Clock::duration connect_timeout = 5s; // connect + handshake + WELCOME, per node
   double command_timeout_s = 0;         // 0 = none
   bool keep = false;
+  bool stdin = false;                 // --stdin
   bool largest_remote_status = false; // -S
   std::size_t fanout = 256;
   bool verbose = false;
+  ViewKind view = ViewKind::live;
+  bool gather_live = false; // --gather --live
+  std::string outdir;       // --outdir
+  ColorMode color = ColorMode::auto_;
 };
 
 // Parses argv. Prints --help/--version and exits 0 itself; throws ConfigError on bad usage.

@@ -1,6 +1,7 @@
 #include "master/printer.hpp"
 
 #include "common/log.hpp"
+#include "master/terminal_style.hpp"
 
 #include <asio/experimental/as_tuple.hpp>
 
@@ -82,24 +83,30 @@ void Printer::set_limits(const PrinterLimits& limits)
   m_limits = limits;
 }
 
-void Printer::set_labels(std::vector<std::string> labels)
+void Printer::set_labels(const std::vector<std::string>& labels, bool color_stdout,
+                         bool color_stderr)
 {
-  m_prefixes.clear();
-  m_prefixes.reserve(labels.size());
-  for (std::string& label : labels) {
-    m_prefixes.push_back(std::move(label) + " | ");
+  const bool color[2] = {color_stdout, color_stderr};
+  for (int stream = 0; stream < 2; ++stream) {
+    m_prefixes[stream].clear();
+    m_prefixes[stream].reserve(labels.size());
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+      m_prefixes[stream].push_back(color[stream] ? colored_label(labels[i], i) + " | "
+                                                 : labels[i] + " | ");
+    }
   }
-  if (m_held.size() < m_prefixes.size()) {
-    m_held.resize(m_prefixes.size());
+  if (m_held.size() < labels.size()) {
+    m_held.resize(labels.size());
   }
 }
 
-const std::string& Printer::prefix(std::size_t node)
+const std::string& Printer::prefix(std::size_t node, bool is_stderr)
 {
-  while (m_prefixes.size() <= node) {
-    m_prefixes.push_back(std::to_string(m_prefixes.size()) + " | ");
+  std::vector<std::string>& prefixes = m_prefixes[is_stderr ? 1 : 0];
+  while (prefixes.size() <= node) {
+    prefixes.push_back(std::to_string(prefixes.size()) + " | ");
   }
-  return m_prefixes[node];
+  return prefixes[node];
 }
 
 std::string& Printer::held(std::size_t node, bool is_stderr)
@@ -160,7 +167,7 @@ void Printer::output(std::size_t node, bool is_stderr, ByteView data)
   }
   const std::string_view lines = text.substr(0, last_newline + 1);
   std::string& tail = held(node, is_stderr);
-  const std::string& tag = prefix(node);
+  const std::string& tag = prefix(node, is_stderr);
   const auto count = std::size_t(std::count(lines.begin(), lines.end(), '\n'));
   enqueue(is_stderr, tail.size() + lines.size() + count * tag.size(), [&](std::string& out) {
     std::size_t start = 0;
@@ -197,7 +204,7 @@ void Printer::print_held(std::size_t node, bool is_stderr, std::string_view mark
     return;
   }
   if (!closed(is_stderr)) {
-    const std::string& tag = prefix(node);
+    const std::string& tag = prefix(node, is_stderr);
     enqueue(is_stderr, tag.size() + tail.size() + marker.size() + 1, [&](std::string& out) {
       out += tag;
       out += tail;
@@ -226,6 +233,14 @@ void Printer::status(std::string_view line)
     out += line;
     out += '\n';
   });
+}
+
+void Printer::write(bool is_stderr, std::string_view bytes)
+{
+  if (bytes.empty() || closed(is_stderr)) {
+    return;
+  }
+  enqueue(is_stderr, bytes.size(), [&](std::string& out) { out += bytes; });
 }
 
 asio::awaitable<void> Printer::wait_writable()

@@ -51,9 +51,10 @@ public:
 
   // Replaces the queue limits (tests use small ones); does not throw.
   void set_limits(const PrinterLimits& limits);
-  // Sets the label of each node index (a node without one is shown by its index); does not throw
-  // except std::bad_alloc.
-  void set_labels(std::vector<std::string> labels);
+  // Sets the label of each node index (a node without one is shown by its index), drawn in a
+  // per-node color on the streams that ask for it; throws only std::bad_alloc.
+  void set_labels(const std::vector<std::string>& labels, bool color_stdout = false,
+                  bool color_stderr = false);
 
   // Queues the whole lines of `data` (job output of `node`) and holds its unterminated tail; never
   // blocks and drops the data once that stream is closed. Throws only std::bad_alloc.
@@ -64,6 +65,9 @@ public:
   // Queues `line` plus a newline for stderr, ordered after the output queued before it; throws
   // only std::bad_alloc.
   void status(std::string_view line);
+  // Queues `bytes` as they are (views format their own text); dropped once that stream is
+  // closed. Throws only std::bad_alloc.
+  void write(bool is_stderr, std::string_view bytes);
 
   // Returns at once unless more than high_water bytes are queued, else once the queue is below
   // low_water; does not throw.
@@ -97,7 +101,7 @@ private:
   void hold(std::size_t node, bool is_stderr, std::string_view text);
   void print_held(std::size_t node, bool is_stderr, std::string_view marker);
   std::string& held(std::size_t node, bool is_stderr);
-  const std::string& prefix(std::size_t node);
+  const std::string& prefix(std::size_t node, bool is_stderr);
   bool closed(bool is_stderr) const;
   void write_loop();
 
@@ -105,7 +109,7 @@ private:
   asio::any_io_executor m_executor;
   asio::steady_timer m_writable; // never expires; cancelled (via post) to wake wait_writable()
   std::shared_ptr<bool> m_alive; // lets a wake-up posted by the writer outlive us harmlessly
-  std::vector<std::string> m_prefixes; // "label | " per node
+  std::vector<std::string> m_prefixes[2]; // "label | " per node, for stdout and stderr
   std::vector<HeldTails> m_held;
   const int m_out_fd;
   const int m_err_fd;

@@ -3,8 +3,13 @@
 #include "common/log.hpp"
 #include "master/fanout.hpp"
 #include "master/node_selection.hpp"
+#include "master/output_view.hpp"
 
 #include <sodium.h>
+
+#include <cerrno>
+#include <cstring>
+#include <unistd.h>
 
 namespace dc::master {
 namespace {
@@ -25,6 +30,34 @@ int keygen(const Options& options)
   return k_exit_ok;
 }
 
+// Bytes --stdin may broadcast: it is held once in memory; bigger inputs travel with --send.
+constexpr std::size_t k_max_stdin = 64 << 20;
+
+std::string read_stdin_once()
+{
+  if (::isatty(0) == 1) {
+    log_info("--stdin: reading stdin until EOF (Ctrl-D)");
+  }
+  std::string data;
+  char buffer[65536];
+  for (;;) {
+    const ssize_t n = ::read(0, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      throw ConfigError(std::string("--stdin: cannot read stdin: ") + std::strerror(errno));
+    }
+    if (n == 0) {
+      return data;
+    }
+    if (data.size() + std::size_t(n) > k_max_stdin) {
+      throw ConfigError("--stdin: input larger than 64 MiB; ship big inputs with --send");
+    }
+    data.append(buffer, std::size_t(n));
+  }
+}
+
 } // namespace
 
 int run(const Options& options)
@@ -37,7 +70,10 @@ int run(const Options& options)
   std::vector<Peer> nodes = select_nodes(options); // before the key: a typo in -w is reported first
   const ClusterKey key = load_cluster_key(options.key_path, options.force);
   log_debug("key %s (key id %s)", key.path.c_str(), key_id_hex(key.key_id).c_str());
-  RunPlan plan{options, std::move(nodes), key, nullptr, nullptr, random_job_id()};
+  RunPlan plan{options, std::move(nodes), key, nullptr, nullptr, random_job_id(), std::nullopt};
+  if (options.stdin) {
+    plan.stdin_bytes = read_stdin_once();
+  }
   if (!options.send.empty()) {
     plan.bundle = std::make_unique<BundleSource>(scan_sources(options.send));
     plan.blobs = std::make_unique<BlobCompressor>(*plan.bundle);
@@ -52,8 +88,8 @@ int run(const Options& options)
     labels.push_back(p.label);
     width = std::max(width, p.label.size());
   }
-  printer.set_labels(labels);
-  Fanout fanout(plan, printer);
+  const std::unique_ptr<OutputView> view = make_output_view(options, printer, labels);
+  Fanout fanout(plan, *view);
 
   asio::signal_set signals(ctx, SIGINT, SIGTERM);
   std::function<void(std::error_code, int)> on_signal = [&](std::error_code ec, int) {
@@ -74,7 +110,16 @@ int run(const Options& options)
     }
   });
 
-  asio::co_spawn(ctx, fanout.run(), [&](std::exception_ptr e) {
+  int status = k_exit_ok;
+  const auto run_all = [&]() -> awaitable<void> {
+    co_await fanout.run();
+    status = exit_status(fanout.results(), fanout.interrupted(), options.largest_remote_status);
+    if (!printer.stdout_closed()) {
+      co_await view->run_done(fanout.results(), Clock::now() - started, status);
+    }
+  };
+  bool failed = false;
+  asio::co_spawn(ctx, run_all(), [&](std::exception_ptr e) {
     signals.cancel();
     if (e) {
       try {
@@ -82,6 +127,7 @@ int run(const Options& options)
       } catch (const std::exception& ex) {
         log_error("%s", ex.what());
       }
+      failed = true;
     }
   });
   ctx.run();
@@ -94,9 +140,13 @@ int run(const Options& options)
   for (std::size_t i = 0; i < results.size(); ++i) {
     printer.status(summary_line(labels[i], width, results[i]));
   }
+  if (const std::string line = straggler_line(labels, results); !line.empty()) {
+    printer.status(line);
+  }
   printer.status(total_line(results, Clock::now() - started));
   printer.flush();
-  return exit_status(results, fanout.interrupted(), options.largest_remote_status);
+  // A view that failed (disk full under --gather's spool) lost output: never report success.
+  return failed && status == k_exit_ok ? k_exit_command_failed : status;
 }
 
 } // namespace dc::master

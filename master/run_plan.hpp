@@ -7,6 +7,7 @@
 #include "master/options.hpp"
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,9 +17,10 @@ struct RunPlan {
   const Options& options;
   std::vector<Peer> peers;
   const ClusterKey& key;
-  std::unique_ptr<BundleSource> bundle;  // null without --send
-  std::unique_ptr<BlobCompressor> blobs; // compresses each blob once for every node
-  std::string job_id;                    // DISTCOMP_JOB_ID, random per run
+  std::unique_ptr<BundleSource> bundle;   // null without --send
+  std::unique_ptr<BlobCompressor> blobs;  // compresses each blob once for every node
+  std::string job_id;                     // DISTCOMP_JOB_ID, random per run
+  std::optional<std::string> stdin_bytes; // --stdin: given to every command
 };
 
 } // namespace dc::master

@@ -398,6 +398,16 @@ MasterRun run_master(const std::vector<std::string>& args, std::chrono::seconds 
   return run_program(DC_MASTER_BIN, args, timeout, cwd, env);
 }
 
+MasterRun run_master_stdin(const std::vector<std::string>& args, const std::string& stdin_path,
+                           std::chrono::seconds timeout)
+{
+  // sh opens the file and execs the master on it: the master's stdin is exactly that file.
+  std::vector<std::string> sh_args = {"-c", "f=$1; shift; exec \"$0\" \"$@\" < \"$f\"",
+                                      DC_MASTER_BIN, stdin_path};
+  sh_args.insert(sh_args.end(), args.begin(), args.end());
+  return run_program("/bin/sh", sh_args, timeout, "");
+}
+
 MasterRun run_worker(const std::vector<std::string>& args, std::chrono::seconds timeout)
 {
   return run_program(DC_WORKER_BIN, args, timeout, "");

@@ -117,6 +117,10 @@ MasterRun run_master(const std::vector<std::string>& args,
                      std::chrono::seconds timeout = std::chrono::seconds(60),
                      const std::string& cwd = "", const std::vector<std::string>& env = {});
 
+// Runs the master to completion with its stdin read from the file `stdin_path`.
+MasterRun run_master_stdin(const std::vector<std::string>& args, const std::string& stdin_path,
+                           std::chrono::seconds timeout = std::chrono::seconds(60));
+
 // Runs the worker to completion (for start-up failures; killed after `timeout`).
 MasterRun run_worker(const std::vector<std::string>& args,
                      std::chrono::seconds timeout = std::chrono::seconds(30));

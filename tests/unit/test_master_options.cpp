@@ -35,3 +35,31 @@ TEST_CASE("master: options parse --cmd, the -- form, --env and reject bad usage"
   CHECK_THROWS_AS(parse({"--peers", "p", "stray"}), dc::ConfigError);
   CHECK(parse({"--keygen"}).keygen);
 }
+
+TEST_CASE("master: options pick one output view and a color mode")
+{
+  const auto parse = [](std::vector<std::string> args) {
+    args.insert(args.begin(), "master");
+    args.insert(args.end(), {"--peers", "p", "--cmd", "x"});
+    std::vector<char*> argv;
+    for (auto& a : args) {
+      argv.push_back(a.data());
+    }
+    return parse_options(static_cast<int>(argv.size()), argv.data());
+  };
+  CHECK(parse({}).view == ViewKind::live);
+  CHECK(parse({"--blocks"}).view == ViewKind::blocks);
+  CHECK(parse({"--json"}).view == ViewKind::json);
+  const Options gather = parse({"--gather", "--live"});
+  CHECK(gather.view == ViewKind::gather);
+  CHECK(gather.gather_live);
+  const Options outdir = parse({"--outdir", "out"});
+  CHECK(outdir.view == ViewKind::outdir);
+  CHECK(outdir.outdir == "out");
+  CHECK(parse({"--color", "never"}).color == ColorMode::never);
+  CHECK(parse({"--color", "always"}).color == ColorMode::always);
+  CHECK_THROWS_AS(parse({"--blocks", "--json"}), dc::ConfigError);
+  CHECK_THROWS_AS(parse({"--gather", "--outdir", "d"}), dc::ConfigError);
+  CHECK_THROWS_AS(parse({"--live"}), dc::ConfigError); // only with --gather
+  CHECK_THROWS_AS(parse({"--color", "sometimes"}), dc::ConfigError);
+}
