@@ -47,7 +47,7 @@ TEST_CASE("messages: bodies must be JSON objects no deeper than 8")
   CHECK_THROWS_AS(parse("{\"a\":" + deep), ProtocolError); // no stack exhaustion
 }
 
-TEST_CASE("messages: EXIT needs a code or a signal; ERROR and CANCEL forms")
+TEST_CASE("messages: EXIT needs a code or a signal, ERROR and CANCEL forms")
 {
   ExitBody e;
   e.id = 3;

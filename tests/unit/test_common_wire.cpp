@@ -29,7 +29,7 @@ TEST_CASE("wire: preamble with bad magic or size is not a preamble")
   CHECK_FALSE(decode_preamble(http).has_value());
 }
 
-TEST_CASE("wire: REJECT golden bytes; malformed REJECT throws")
+TEST_CASE("wire: REJECT golden bytes, malformed REJECT throws")
 {
   const Bytes b = encode_reject(Reject{RejectReason::key, 1, 1});
   CHECK(b == Bytes{'D', 'C', 'M', 'P', 0, 2, 1, 1});
@@ -41,7 +41,7 @@ TEST_CASE("wire: REJECT golden bytes; malformed REJECT throws")
   CHECK(to_string(RejectReason::malformed) == "malformed");
 }
 
-TEST_CASE("wire: plaintext carries type then body; unknown types and empty input throw")
+TEST_CASE("wire: plaintext carries type then body, unknown types and empty input throw")
 {
   const Bytes body = {9, 8, 7};
   const Bytes p = encode_plaintext(RecordType::run, body);
@@ -56,7 +56,7 @@ TEST_CASE("wire: plaintext carries type then body; unknown types and empty input
   CHECK_NOTHROW(encode_plaintext(RecordType::stdout_data, Bytes(k_max_body_size)));
 }
 
-TEST_CASE("wire: every v1 type maps back to itself; reserved numbers are unknown")
+TEST_CASE("wire: every v1 type maps back to itself, reserved numbers are unknown")
 {
   int known = 0;
   for (int raw = 0; raw < 256; ++raw) {
