@@ -67,9 +67,12 @@ TEST_CASE("wire: every v1 type maps back to itself, reserved numbers are unknown
       CHECK(std::string(to_string(*t)) != "?");
     }
   }
-  CHECK(known == 18);
+  CHECK(known == 20);
   CHECK_FALSE(record_type_from(0x14).has_value()); // FETCH: reserved, not in v1
   CHECK_FALSE(record_type_from(0x25).has_value()); // STDIN: reserved, not in v1
+  CHECK(record_type_from(0x50) == RecordType::status);
+  CHECK(record_type_from(0x51) == RecordType::status_reply);
+  CHECK(std::string(to_string(RecordType::status_reply)) == "STATUS_REPLY");
 }
 
 TEST_CASE("wire: output bodies are a u32 id then bytes")
