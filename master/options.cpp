@@ -27,7 +27,8 @@ instead (a remote signal N counts as 128+N).
 Examples:
   master --keygen
   master --peers peers.txt --send src/ --cmd "g++ -O2 main.cpp -o main && ./main"
-  master --peers peers.txt -- uptime)";
+  master --peers peers.txt -- uptime
+  master --peers peers.txt --status)";
 
 std::string joined(int argc, char** argv, int from)
 {
@@ -45,6 +46,20 @@ double positive_seconds(const cxxopts::ParseResult& r, const char* name)
     throw ConfigError(std::string("--") + name + ": must be a positive number of seconds");
   }
   return s;
+}
+
+// --status asks the workers about themselves: the options of a run would be silently ignored.
+void check_status_usage(const cxxopts::ParseResult& r, const Options& o)
+{
+  if (!o.commands.empty()) {
+    throw ConfigError("--status runs no command: drop --cmd and --");
+  }
+  for (const std::string name : {"send", "env", "timeout", "keep", "S"}) {
+    if (r.count(name)) {
+      throw ConfigError(std::string("--status cannot be combined with ") +
+                        (name == "S" ? "-" : "--") + name);
+    }
+  }
 }
 
 } // namespace
@@ -76,6 +91,8 @@ Options parse_options(int argc, char** argv)
     ("keep", "keep the job directory on every node and print where it is")
     ("S", "exit with the largest remote exit code")
     ("fanout", "nodes served at once", cxxopts::value<long long>()->default_value("256"))
+    ("status", "instead of a run: a table of every worker (reachable or why not, version, uptime, cores, load, memory, GPUs, running jobs)")
+    ("json", "with --status: one JSON object per node per line, then a summary object")
     ("v,verbose", "log details")
     ("h,help", "print this help")
     ("version", "print the version");
@@ -125,7 +142,14 @@ Options parse_options(int argc, char** argv)
     }
     o.commands.push_back(tail);
   }
-  if (o.commands.empty()) {
+  o.status = r.count("status") > 0;
+  o.status_json = o.status && r.count("json") > 0;
+  if (o.status) {
+    check_status_usage(r, o);
+  } else if (r.count("json")) {
+    throw ConfigError("--json: only with --status");
+  }
+  if (o.commands.empty() && !o.status) {
     throw ConfigError("no command: use --cmd CMD or put one after --");
   }
   for (const auto& c : o.commands) {

@@ -24,6 +24,8 @@ struct Options {
   bool largest_remote_status = false; // -S
   std::size_t fanout = 256;
   bool verbose = false;
+  bool status = false;      // --status: a table of the workers instead of a run
+  bool status_json = false; // --status --json: JSON lines instead of the table
 };
 
 // Parses argv. Prints --help/--version and exits 0 itself; throws ConfigError on bad usage.

@@ -2,6 +2,7 @@
 
 #include "common/log.hpp"
 #include "master/fanout.hpp"
+#include "master/status.hpp"
 
 #include <sodium.h>
 
@@ -37,6 +38,9 @@ int run(const Options& options)
   log_debug("key %s (key id %s)", key.path.c_str(), key_id_hex(key.key_id).c_str());
   RunPlan plan{options,        load_peers_file(options.peers_file), key, nullptr, nullptr,
                random_job_id()};
+  if (options.status) {
+    return run_status(plan);
+  }
   if (!options.send.empty()) {
     plan.bundle = std::make_unique<BundleSource>(scan_sources(options.send));
     plan.blobs = std::make_unique<BlobCompressor>(*plan.bundle);
