@@ -1,5 +1,6 @@
 #include "common/messages.hpp"
 
+#include <cmath>
 #include <limits>
 #include <type_traits>
 
@@ -248,6 +249,96 @@ ErrorBody error_from(const Json& j)
     m.ref = field<long long>(j, "ref");
   }
   m.fatal = optional_field<bool>(j, "fatal", false);
+  return m;
+}
+
+Json to_json(const GpuFact& m)
+{
+  return {{"index", m.index},
+          {"name", m.name},
+          {"memory_bytes", m.memory_bytes ? Json(*m.memory_bytes) : Json(nullptr)},
+          {"bus", m.bus}};
+}
+
+Json to_json(const WorkerFacts& m)
+{
+  Json gpus = Json::array();
+  for (const auto& g : m.gpus) {
+    gpus.push_back(to_json(g));
+  }
+  return {{"hostname", m.hostname},  {"os", m.os},           {"kernel", m.kernel},
+          {"arch", m.arch},          {"cores", m.cores},     {"mem_total_bytes", m.mem_total_bytes},
+          {"gpus", std::move(gpus)}, {"version", m.version}, {"started_at", m.started_at}};
+}
+
+WorkerFacts facts_from(const Json& j)
+{
+  if (!j.is_object()) {
+    throw ProtocolError("facts is not an object");
+  }
+  WorkerFacts m;
+  m.hostname = optional_field<std::string>(j, "hostname", "");
+  m.os = optional_field<std::string>(j, "os", "");
+  m.kernel = optional_field<std::string>(j, "kernel", "");
+  m.arch = optional_field<std::string>(j, "arch", "");
+  m.cores = optional_field<std::uint32_t>(j, "cores", 0);
+  m.mem_total_bytes = optional_field<std::uint64_t>(j, "mem_total_bytes", 0);
+  m.version = optional_field<std::string>(j, "version", "");
+  m.started_at = optional_field<std::int64_t>(j, "started_at", 0);
+  if (j.contains("gpus")) {
+    const Json& gpus = j.at("gpus");
+    if (!gpus.is_array()) {
+      throw ProtocolError("field 'gpus' has the wrong type or range");
+    }
+    for (const Json& g : gpus) {
+      if (!g.is_object()) {
+        throw ProtocolError("a GPU fact is not an object");
+      }
+      GpuFact gpu;
+      gpu.index = field<std::uint32_t>(g, "index");
+      gpu.name = optional_field<std::string>(g, "name", "");
+      if (g.contains("memory_bytes") && !g.at("memory_bytes").is_null()) {
+        gpu.memory_bytes = field<std::uint64_t>(g, "memory_bytes");
+      }
+      gpu.bus = optional_field<std::string>(g, "bus", "");
+      m.gpus.push_back(std::move(gpu));
+    }
+  }
+  return m;
+}
+
+Json to_json(const StatusReplyBody& m)
+{
+  Json j = {{"uptime_s", m.uptime_s},
+            {"running_jobs", m.running_jobs},
+            {"sessions", m.sessions},
+            {"load", m.load ? Json(*m.load) : Json(nullptr)},
+            {"mem_available_bytes",
+             m.mem_available_bytes ? Json(*m.mem_available_bytes) : Json(nullptr)}};
+  return j;
+}
+
+StatusReplyBody status_reply_from(const Json& j)
+{
+  StatusReplyBody m;
+  m.uptime_s = field<std::uint64_t>(j, "uptime_s");
+  m.running_jobs = field<std::uint32_t>(j, "running_jobs");
+  m.sessions = optional_field<std::uint32_t>(j, "sessions", 0);
+  if (j.contains("load") && !j.at("load").is_null()) {
+    const auto load = field<std::vector<double>>(j, "load");
+    if (load.size() != 3) {
+      throw ProtocolError("field 'load' must hold 3 numbers");
+    }
+    for (double v : load) {
+      if (!std::isfinite(v) || v < 0) {
+        throw ProtocolError("field 'load' out of range");
+      }
+    }
+    m.load = std::array<double, 3>{load[0], load[1], load[2]};
+  }
+  if (j.contains("mem_available_bytes") && !j.at("mem_available_bytes").is_null()) {
+    m.mem_available_bytes = field<std::uint64_t>(j, "mem_available_bytes");
+  }
   return m;
 }
 

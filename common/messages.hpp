@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -100,5 +101,46 @@ Json to_json(const CancelBody& m);
 CancelBody cancel_from(const Json& j);
 Json to_json(const ErrorBody& m);
 ErrorBody error_from(const Json& j);
+
+// WELCOME `facts` (PROTOCOL.md §5): what a worker learnt about its machine at start-up. Every
+// field is optional on the wire (older workers send fewer); a present one is type-checked.
+struct GpuFact {
+  std::uint32_t index = 0;                   // position in PCI bus order (nvidia-smi's default)
+  std::string name;                          // "NVIDIA GeForce RTX 3090"
+  std::optional<std::uint64_t> memory_bytes; // null: not known without running a vendor tool
+  std::string bus;                           // PCI address, "0000:01:00.0"
+};
+
+struct WorkerFacts {
+  std::string hostname;
+  std::string os;          // os-release PRETTY_NAME, "Debian GNU/Linux 12 (bookworm)"
+  std::string kernel;      // uname: "Linux 6.1.0-18-amd64"
+  std::string arch;        // uname machine, "x86_64"
+  std::uint32_t cores = 0; // logical CPUs the worker (and so every job) may use
+  std::uint64_t mem_total_bytes = 0;
+  std::vector<GpuFact> gpus;
+  std::string version;         // worker version
+  std::int64_t started_at = 0; // unix seconds
+};
+
+// Bounds a worker applies to its facts, so WELCOME stays below one record: at the limits (64 GPUs
+// with 256-byte names and bus ids, 256-byte strings) the facts are under 40 KB of JSON.
+inline constexpr std::size_t k_max_gpus = 64;
+inline constexpr std::size_t k_max_fact_size = 256; // bytes per string fact
+
+// STATUS_REPLY (0x51): the dynamic facts. STATUS (0x50) itself is the empty object.
+struct StatusReplyBody {
+  std::uint64_t uptime_s = 0;                       // since the worker started
+  std::optional<std::array<double, 3>> load;        // 1, 5, 15 min (/proc/loadavg)
+  std::optional<std::uint64_t> mem_available_bytes; // /proc/meminfo MemAvailable
+  std::uint32_t running_jobs = 0;                   // commands running now, all sessions
+  std::uint32_t sessions = 0; // other authenticated sessions (the asking one not counted)
+};
+
+Json to_json(const GpuFact& m);
+Json to_json(const WorkerFacts& m);
+WorkerFacts facts_from(const Json& j);
+Json to_json(const StatusReplyBody& m);
+StatusReplyBody status_reply_from(const Json& j);
 
 } // namespace dc

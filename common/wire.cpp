@@ -91,6 +91,8 @@ std::optional<RecordType> record_type_from(std::uint8_t raw)
   case 0x31:
   case 0x3e:
   case 0x3f:
+  case 0x50:
+  case 0x51:
     return static_cast<RecordType>(raw);
   default:
     return std::nullopt;
@@ -142,6 +144,10 @@ const char* to_string(RecordType t)
     return "ERROR";
   case RecordType::bye:
     return "BYE";
+  case RecordType::status:
+    return "STATUS";
+  case RecordType::status_reply:
+    return "STATUS_REPLY";
   }
   return "?";
 }

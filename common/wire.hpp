@@ -75,6 +75,8 @@ enum class RecordType : std::uint8_t {
   pong = 0x31,
   error = 0x3e,
   bye = 0x3f,
+  status = 0x50,       // feature "status"
+  status_reply = 0x51, // feature "status"
 };
 
 // Returns the type if `raw` names a v1 record type.

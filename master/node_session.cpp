@@ -2,6 +2,7 @@
 
 #include "common/handshake.hpp"
 #include "common/log.hpp"
+#include "master/connect.hpp"
 
 namespace dc::master {
 namespace {
@@ -10,20 +11,6 @@ constexpr auto k_ping_interval = 15s; // the worker closes idle sessions after 6
 constexpr auto k_idle_limit = 60s;    // nothing at all from the worker for this long: lost
 constexpr auto k_cancel_limit = 12s;  // worker's kill grace (5 s) plus margin
 constexpr auto k_bye_limit = 5s;
-
-// A worker-side failure with its stable code (ERROR record).
-class RemoteError : public std::runtime_error {
-public:
-  explicit RemoteError(ErrorBody e) : std::runtime_error(e.code + ": " + e.msg), body(std::move(e))
-  {
-  }
-  ErrorBody body;
-};
-
-class ConnectionLost : public std::runtime_error {
-public:
-  using std::runtime_error::runtime_error;
-};
 
 } // namespace
 
@@ -204,45 +191,17 @@ void NodeSession::arm(Clock::duration limit)
 awaitable<void> NodeSession::connect()
 {
   const auto ex = co_await asio::this_coro::executor;
-  // Names resolve in parallel (one resolver per node) within the connect timeout.
-  auto resolver = std::make_shared<tcp::resolver>(ex);
-  asio::steady_timer resolve_limit(ex, m_plan.options.connect_timeout);
-  resolve_limit.async_wait([resolver](std::error_code ec) {
-    if (!ec) {
-      resolver->cancel();
-    }
-  });
-  auto [rec, endpoints] = co_await resolver->async_resolve(m_peer.host, std::to_string(m_peer.port),
-                                                           as_tuple(use_awaitable));
-  resolve_limit.cancel();
-  if (rec == asio::error::operation_aborted) {
-    throw ConnectionLost("name lookup timed out");
-  }
-  if (rec) {
-    throw std::system_error(rec, "cannot resolve " + m_peer.host);
-  }
+  const auto endpoints = co_await resolve_peer(m_peer, m_plan.options.connect_timeout);
   if (m_cancelled) {
     throw std::system_error(asio::error::operation_aborted);
   }
   m_channel = std::make_shared<Channel>(tcp::socket(ex));
   m_deadline = std::make_unique<Deadline>(m_channel->socket(), m_plan.options.connect_timeout);
-  co_await asio::async_connect(m_channel->socket(), endpoints, use_awaitable);
-  std::error_code ignored;
-  m_channel->socket().set_option(tcp::no_delay(true), ignored);
-  co_await client_handshake(*m_channel, m_plan.key);
-
   Hello hello;
   hello.client = std::string("distcomp master ") + DC_VERSION;
   hello.name = m_peer.label;
   hello.keep = m_plan.options.keep;
-  // Bodies go in named locals: g++ 12 mishandles some temporaries of co_await expressions.
-  const std::string hello_body = dump_body(to_json(hello));
-  co_await m_channel->send(RecordType::hello, hello_body);
-  const Record record = co_await next();
-  if (record.type != RecordType::welcome) {
-    throw ProtocolError(std::string("expected WELCOME, got ") + to_string(record.type));
-  }
-  const Welcome welcome = welcome_from(parse_body(record.body));
+  const Welcome welcome = co_await open_session(*m_channel, endpoints, m_plan.key, hello);
   m_result.kept_dir = welcome.job_dir;
   m_worker_has_stdin = std::find(welcome.features.begin(), welcome.features.end(), "stdin") !=
                        welcome.features.end();
@@ -389,19 +348,7 @@ awaitable<bool> NodeSession::run_command(std::uint32_t id, const std::string& co
 awaitable<void> NodeSession::say_bye()
 {
   arm(k_bye_limit);
-  co_await m_channel->send(RecordType::bye, ByteView{});
-  // The worker kills leftovers, removes the job dir, then says BYE too.
-  for (;;) {
-    std::optional<Record> record = co_await m_channel->receive();
-    if (!record || record->type == RecordType::bye) {
-      break;
-    }
-    if (record->type == RecordType::error) {
-      const ErrorBody e = error_from(parse_body(record->body));
-      log_warn("%s: worker: %s", m_peer.label.c_str(), escape_for_log(e.msg).c_str());
-    }
-  }
-  m_channel->shutdown_send();
+  co_await close_session(*m_channel, m_peer.label);
 }
 
 awaitable<Record> NodeSession::next()

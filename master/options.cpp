@@ -27,7 +27,8 @@ instead (a remote signal N counts as 128+N).
 Examples:
   master --keygen
   master --peers peers.txt --send src/ --cmd "g++ -O2 main.cpp -o main && ./main"
-  master --peers peers.txt -- uptime)";
+  master --peers peers.txt -- uptime
+  master --peers peers.txt --status)";
 
 std::string joined(int argc, char** argv, int from)
 {
@@ -79,6 +80,21 @@ void parse_view(const cxxopts::ParseResult& r, Options& o)
   o.color = parse_color_mode(r["color"].as<std::string>());
 }
 
+// --status asks the workers about themselves: the options of a run would be silently ignored.
+void check_status_usage(const cxxopts::ParseResult& r, const Options& o)
+{
+  if (!o.commands.empty()) {
+    throw ConfigError("--status runs no command: drop --cmd and --");
+  }
+  for (const std::string name :
+       {"send", "env", "timeout", "keep", "S", "stdin", "blocks", "gather", "outdir"}) {
+    if (r.count(name)) {
+      throw ConfigError(std::string("--status cannot be combined with ") +
+                        (name == "S" ? "-" : "--") + name);
+    }
+  }
+}
+
 } // namespace
 
 Options parse_options(int argc, char** argv)
@@ -116,8 +132,9 @@ Options parse_options(int argc, char** argv)
     ("gather", "view: identical stdout merged under one node list, outliers after it")
     ("live", "with --gather: merge line by line while the nodes run")
     ("outdir", "view: raw per-node files DIR/<node>.out and DIR/<node>.err", cxxopts::value<std::string>())
-    ("json", "view: one JSON event per line on stdout (schema in the README)")
+    ("json", "view: one JSON event per line on stdout (schema in the README); with --status: one JSON object per node")
     ("color", "color node names: auto (terminals, unless NO_COLOR is set), always, never", cxxopts::value<std::string>()->default_value("auto"))
+    ("status", "instead of a run: a table of every worker (reachable or why not, version, uptime, cores, load, memory, GPUs, running jobs)")
     ("v,verbose", "log details")
     ("h,help", "print this help")
     ("version", "print the version");
@@ -175,7 +192,12 @@ Options parse_options(int argc, char** argv)
     }
     o.commands.push_back(tail);
   }
-  if (o.commands.empty()) {
+  o.status = r.count("status") > 0;
+  o.status_json = o.status && r.count("json") > 0;
+  if (o.status) {
+    check_status_usage(r, o);
+  }
+  if (o.commands.empty() && !o.status) {
     throw ConfigError("no command: use --cmd CMD or put one after --");
   }
   for (const auto& c : o.commands) {

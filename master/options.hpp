@@ -36,6 +36,8 @@ struct Options {
   bool gather_live = false; // --gather --live
   std::string outdir;       // --outdir
   ColorMode color = ColorMode::auto_;
+  bool status = false;      // --status: a table of the workers instead of a run
+  bool status_json = false; // --status --json: JSON lines instead of the table
 };
 
 // Parses argv. Prints --help/--version and exits 0 itself; throws ConfigError on bad usage.

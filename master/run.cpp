@@ -4,6 +4,7 @@
 #include "master/fanout.hpp"
 #include "master/node_selection.hpp"
 #include "master/output_view.hpp"
+#include "master/status.hpp"
 
 #include <sodium.h>
 
@@ -73,6 +74,9 @@ int run(const Options& options)
   RunPlan plan{options, std::move(nodes), key, nullptr, nullptr, random_job_id(), std::nullopt};
   if (options.stdin) {
     plan.stdin_bytes = read_stdin_once();
+  }
+  if (options.status) {
+    return run_status(plan);
   }
   if (!options.send.empty()) {
     plan.bundle = std::make_unique<BundleSource>(scan_sources(options.send));

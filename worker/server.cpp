@@ -13,6 +13,7 @@
 
 #include "common/handshake.hpp"
 #include "common/log.hpp"
+#include "worker/host_facts.hpp"
 #include "worker/process.hpp"
 #include "worker/session.hpp"
 #include "worker/workdir.hpp"
@@ -21,8 +22,6 @@
 #include <functional>
 #include <map>
 #include <set>
-#include <sys/utsname.h>
-#include <thread>
 #include <unistd.h>
 
 namespace dc::worker {
@@ -51,26 +50,12 @@ std::string endpoint_string(const tcp::endpoint& e)
   return (a.find(':') != std::string::npos ? "[" + a + "]" : a) + ":" + std::to_string(e.port());
 }
 
-Json static_facts()
-{
-  char host[256] = {};
-  gethostname(host, sizeof host - 1);
-  utsname u{};
-  uname(&u);
-  const long pages = sysconf(_SC_PHYS_PAGES);
-  const long page_size = sysconf(_SC_PAGE_SIZE);
-  return {{"hostname", host},
-          {"cores", std::thread::hardware_concurrency()},
-          {"os", std::string(u.sysname) + " " + u.release + " " + u.machine},
-          {"memory_bytes", pages > 0 && page_size > 0 ? std::uint64_t(pages) * page_size : 0}};
-}
-
 class Server {
 public:
   Server(asio::io_context& ctx, const Options& options, std::vector<ClusterKey> keys,
          Workdir& workdir)
       : m_ctx(ctx), m_options(options), m_keys(std::move(keys)),
-        m_acceptor(ctx), m_state{options, workdir, static_facts(), {}, 0, false, {}}
+        m_acceptor(ctx), m_state{options, workdir, to_json(read_static_facts()), {}, 0, false, {}}
   {
     for (const auto& k : m_keys) {
       m_key_ptrs.push_back(&k);

@@ -1,6 +1,7 @@
 #include "worker/session.hpp"
 
 #include "common/log.hpp"
+#include "worker/host_facts.hpp"
 #include "worker/process.hpp"
 
 #include <cerrno>
@@ -208,7 +209,7 @@ awaitable<void> Session::on_hello(const Record& record)
   welcome.worker = m_state.facts.value("hostname", "");
   welcome.version = DC_VERSION;
   welcome.session = m_channel.session_id();
-  welcome.features = {"bundle", "cancel", "ping", "stdin"};
+  welcome.features = {"bundle", "cancel", "ping", "stdin", "status"};
   welcome.facts = m_state.facts;
   const Limits& l = m_state.options.limits;
   welcome.limits = {{"max_runs", l.max_runs_per_session},
@@ -241,6 +242,9 @@ awaitable<bool> Session::handle(Record& record)
   case RecordType::stdin_data:
   case RecordType::stdin_eof:
     co_await on_stdin(record);
+    co_return true;
+  case RecordType::status:
+    co_await on_status(record);
     co_return true;
   case RecordType::ping:
     co_await m_channel.send(RecordType::pong, record.body);
@@ -467,6 +471,31 @@ void Session::on_cancel(const Record& record)
       terminate(cmd, "cancelled");
     }
   }
+}
+
+awaitable<void> Session::on_status(const Record& record)
+{
+  // Any time after WELCOME, even during a bundle or while commands run (PROTOCOL.md §5).
+  bool bad_request = false;
+  try {
+    parse_body(record.body); // {} today; fields added later are ignored
+  } catch (const ProtocolError&) {
+    bad_request = true;
+  }
+  if (bad_request) {
+    co_await send_error("bad_request", "STATUS: body is not a JSON object", false);
+    co_return;
+  }
+  const HostLoad host = read_host_load();
+  StatusReplyBody reply;
+  reply.uptime_s = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - m_state.started).count());
+  reply.load = host.load;
+  reply.mem_available_bytes = host.mem_available_bytes;
+  reply.running_jobs = static_cast<std::uint32_t>(m_state.running_processes);
+  reply.sessions = static_cast<std::uint32_t>(m_state.sessions.size() - 1);
+  const std::string body = dump_body(to_json(reply));
+  co_await m_channel.send(RecordType::status_reply, body);
 }
 
 void Session::terminate(const std::shared_ptr<Command>& cmd, const std::string& reason)

@@ -29,6 +29,8 @@ struct WorkerState {
   std::size_t running_processes = 0;
   bool stopping = false;
   LogLimiter preauth_log; // what unauthenticated peers can make us log
+  // When the worker started, for STATUS_REPLY's uptime.
+  Clock::time_point started = Clock::now();
 };
 
 class Session {
@@ -58,6 +60,7 @@ private:
   awaitable<void> on_bundle_record(const Record& record);
   awaitable<void> on_run(const Record& record);
   void on_cancel(const Record& record);
+  awaitable<void> on_status(const Record& record);
   awaitable<void> run_command(std::shared_ptr<Command> cmd, RunBody run);
   awaitable<void> pump(std::shared_ptr<Command> cmd, bool is_stderr);
   awaitable<void> on_stdin(const Record& record);

@@ -5,7 +5,7 @@
 
 using namespace dc::test;
 
-TEST_CASE("e2e: cli: master --help documents the exit statuses; --version names the program")
+TEST_CASE("e2e: cli: master --help documents the exit statuses, --version names the program")
 {
   const MasterRun help = run_master({"--help"});
   CHECK(help.exit_code == 0);

@@ -20,7 +20,7 @@ TEST_CASE("e2e: network: an IPv6 worker is reached through a [v6]:port peers lin
   CHECK(run.has_stdout_line(label + " | hi v6"));
 }
 
-TEST_CASE("e2e: network: a worker bound to :: serves IPv4 and IPv6 masters; names resolve")
+TEST_CASE("e2e: network: a worker bound to :: serves IPv4 and IPv6 masters, names resolve")
 {
   TempDir dir;
   const std::string key = make_key(dir);

@@ -54,7 +54,7 @@ TEST_CASE("e2e: stdin: --stdin gives the same bytes to every node and every comm
   }
 }
 
-TEST_CASE("e2e: stdin: commands that ignore or stop reading stdin end normally; without --stdin "
+TEST_CASE("e2e: stdin: commands that ignore or stop reading stdin end normally, without --stdin "
           "stdin is empty")
 {
   Cluster c(2);

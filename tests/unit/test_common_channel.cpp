@@ -86,7 +86,7 @@ awaitable<void> send_one(Channel& c, RecordType t, Bytes body)
 
 } // namespace
 
-TEST_CASE("channel: handshake with the same key gives matching session ids; records flow both ways")
+TEST_CASE("channel: handshake with the same key gives matching session ids, records flow both ways")
 {
   Pair p;
   const ClusterKey key = key_from(7);
@@ -110,7 +110,7 @@ TEST_CASE("channel: handshake with the same key gives matching session ids; reco
   CHECK(p.client->bytes_sent() > 0);
 }
 
-TEST_CASE("channel: a different key is rejected before any DH; the master gets a clear message")
+TEST_CASE("channel: a different key is rejected before any DH, the master gets a clear message")
 {
   Pair p;
   const Outcome o = handshake(p, key_from(1), key_from(2));

@@ -63,7 +63,7 @@ TEST_CASE("messages: bodies must be JSON objects no deeper than 8")
   CHECK_THROWS_AS(parse("{\"a\":" + deep), ProtocolError); // no stack exhaustion
 }
 
-TEST_CASE("messages: EXIT needs a code or a signal; ERROR and CANCEL forms")
+TEST_CASE("messages: EXIT needs a code or a signal, ERROR and CANCEL forms")
 {
   ExitBody e;
   e.id = 3;
@@ -113,4 +113,83 @@ TEST_CASE("messages: invalid UTF-8 in a string never breaks dumping")
 {
   ErrorBody e{"x", std::string("bad \xff\xfe name"), std::nullopt, false};
   CHECK_NOTHROW(parse(dump_body(to_json(e))));
+}
+
+TEST_CASE("messages: WELCOME facts round trip, old workers' facts still parse, types checked")
+{
+  WorkerFacts f;
+  f.hostname = "lab01";
+  f.os = "Debian GNU/Linux 12 (bookworm)";
+  f.kernel = "Linux 6.1.0-18-amd64";
+  f.arch = "x86_64";
+  f.cores = 16;
+  f.mem_total_bytes = 1ull << 36;
+  f.gpus = {{0, "NVIDIA GeForce RTX 3090", std::nullopt, "0000:01:00.0"},
+            {1, "NVIDIA A100", 80ull << 30, "0000:41:00.0"}};
+  f.version = "0.1.0";
+  f.started_at = 1700000000;
+  const Json j = parse(dump_body(to_json(f)));
+  CHECK(j["gpus"][0]["memory_bytes"].is_null()); // unknown is null, not 0
+  const WorkerFacts back = facts_from(j);
+  CHECK(back.hostname == "lab01");
+  CHECK(back.os == f.os);
+  CHECK(back.kernel == f.kernel);
+  CHECK(back.arch == "x86_64");
+  CHECK(back.cores == 16);
+  CHECK(back.mem_total_bytes == 1ull << 36);
+  REQUIRE(back.gpus.size() == 2);
+  CHECK(back.gpus[0].name == "NVIDIA GeForce RTX 3090");
+  CHECK_FALSE(back.gpus[0].memory_bytes.has_value());
+  CHECK(back.gpus[1].memory_bytes == 80ull << 30);
+  CHECK(back.gpus[1].index == 1);
+  CHECK(back.gpus[1].bus == "0000:41:00.0");
+  CHECK(back.version == "0.1.0");
+  CHECK(back.started_at == 1700000000);
+  // What workers before "status" sent: no GPUs, no version.
+  const WorkerFacts old =
+      facts_from(parse(R"({"hostname":"h","cores":4,"os":"Linux 6.1 x86_64","memory_bytes":1})"));
+  CHECK(old.cores == 4);
+  CHECK(old.gpus.empty());
+  CHECK(facts_from(Json::object()).cores == 0);
+  CHECK_THROWS_AS(facts_from(parse(R"({"cores":-1})")), ProtocolError);
+  CHECK_THROWS_AS(facts_from(parse(R"({"cores":"4"})")), ProtocolError);
+  CHECK_THROWS_AS(facts_from(parse(R"({"gpus":{}})")), ProtocolError);
+  CHECK_THROWS_AS(facts_from(parse(R"({"gpus":[1]})")), ProtocolError);
+  CHECK_THROWS_AS(facts_from(parse(R"({"gpus":[{"name":"x"}]})")), ProtocolError); // no index
+  CHECK_THROWS_AS(facts_from(parse(R"({"gpus":[{"index":0,"memory_bytes":-5}]})")), ProtocolError);
+  CHECK_THROWS_AS(facts_from(Json::array()), ProtocolError);
+}
+
+TEST_CASE("messages: STATUS_REPLY round trip and strict types")
+{
+  StatusReplyBody r;
+  r.uptime_s = 3600;
+  r.load = std::array<double, 3>{0.5, 0.25, 0.125};
+  r.mem_available_bytes = 1ull << 33;
+  r.running_jobs = 2;
+  r.sessions = 1;
+  const StatusReplyBody back = status_reply_from(parse(dump_body(to_json(r))));
+  CHECK(back.uptime_s == 3600);
+  REQUIRE(back.load.has_value());
+  CHECK((*back.load)[2] == 0.125);
+  CHECK(back.mem_available_bytes == 1ull << 33);
+  CHECK(back.running_jobs == 2);
+  CHECK(back.sessions == 1);
+  StatusReplyBody unknown;
+  const Json j = parse(dump_body(to_json(unknown)));
+  CHECK(j["load"].is_null());
+  CHECK(j["mem_available_bytes"].is_null());
+  CHECK_FALSE(status_reply_from(j).load.has_value());
+  CHECK_THROWS_AS(status_reply_from(parse(R"({"running_jobs":0})")), ProtocolError); // no uptime
+  CHECK_THROWS_AS(status_reply_from(parse(R"({"uptime_s":1})")), ProtocolError);     // no jobs
+  CHECK_THROWS_AS(status_reply_from(parse(R"({"uptime_s":1,"running_jobs":-1})")), ProtocolError);
+  CHECK_THROWS_AS(status_reply_from(parse(R"({"uptime_s":1,"running_jobs":0,"load":[1,2]})")),
+                  ProtocolError);
+  CHECK_THROWS_AS(status_reply_from(parse(R"({"uptime_s":1,"running_jobs":0,"load":[1,"2",3]})")),
+                  ProtocolError);
+  CHECK_THROWS_AS(status_reply_from(parse(R"({"uptime_s":1,"running_jobs":0,"load":[1,-2,3]})")),
+                  ProtocolError);
+  CHECK_THROWS_AS(
+      status_reply_from(parse(R"({"uptime_s":1,"running_jobs":0,"mem_available_bytes":1.5})")),
+      ProtocolError);
 }

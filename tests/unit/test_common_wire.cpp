@@ -29,7 +29,7 @@ TEST_CASE("wire: preamble with bad magic or size is not a preamble")
   CHECK_FALSE(decode_preamble(http).has_value());
 }
 
-TEST_CASE("wire: REJECT golden bytes; malformed REJECT throws")
+TEST_CASE("wire: REJECT golden bytes, malformed REJECT throws")
 {
   const Bytes b = encode_reject(Reject{RejectReason::key, 1, 1});
   CHECK(b == Bytes{'D', 'C', 'M', 'P', 0, 2, 1, 1});
@@ -41,7 +41,7 @@ TEST_CASE("wire: REJECT golden bytes; malformed REJECT throws")
   CHECK(to_string(RejectReason::malformed) == "malformed");
 }
 
-TEST_CASE("wire: plaintext carries type then body; unknown types and empty input throw")
+TEST_CASE("wire: plaintext carries type then body, unknown types and empty input throw")
 {
   const Bytes body = {9, 8, 7};
   const Bytes p = encode_plaintext(RecordType::run, body);
@@ -56,7 +56,7 @@ TEST_CASE("wire: plaintext carries type then body; unknown types and empty input
   CHECK_NOTHROW(encode_plaintext(RecordType::stdout_data, Bytes(k_max_body_size)));
 }
 
-TEST_CASE("wire: every v1 type maps back to itself; reserved numbers are unknown")
+TEST_CASE("wire: every v1 type maps back to itself, reserved numbers are unknown")
 {
   int known = 0;
   for (int raw = 0; raw < 256; ++raw) {
@@ -67,10 +67,13 @@ TEST_CASE("wire: every v1 type maps back to itself; reserved numbers are unknown
       CHECK(std::string(to_string(*t)) != "?");
     }
   }
-  CHECK(known == 21);
+  CHECK(known == 23);
   CHECK_FALSE(record_type_from(0x14).has_value()); // FETCH: reserved, not built yet
   CHECK(record_type_from(0x25) == RecordType::stdin_data);
   CHECK(record_type_from(0x27) == RecordType::window);
+  CHECK(record_type_from(0x50) == RecordType::status);
+  CHECK(record_type_from(0x51) == RecordType::status_reply);
+  CHECK(std::string(to_string(RecordType::status_reply)) == "STATUS_REPLY");
 }
 
 TEST_CASE("wire: output bodies are a u32 id then bytes")

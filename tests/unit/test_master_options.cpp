@@ -63,3 +63,31 @@ TEST_CASE("master: options pick one output view and a color mode")
   CHECK_THROWS_AS(parse({"--live"}), dc::ConfigError); // only with --gather
   CHECK_THROWS_AS(parse({"--color", "sometimes"}), dc::ConfigError);
 }
+
+TEST_CASE("master: options: --status needs no command, takes --json, and refuses run options")
+{
+  const auto parse = [](std::vector<std::string> args) {
+    args.insert(args.begin(), "master");
+    std::vector<char*> argv;
+    for (auto& a : args) {
+      argv.push_back(a.data());
+    }
+    return parse_options(static_cast<int>(argv.size()), argv.data());
+  };
+  const Options o = parse({"--peers", "p", "--status", "--connect-timeout", "2"});
+  CHECK(o.status);
+  CHECK_FALSE(o.status_json);
+  CHECK(o.commands.empty());
+  CHECK(o.connect_timeout == std::chrono::seconds(2));
+  CHECK(parse({"--peers", "p", "--status", "--json", "--fanout", "3"}).status_json);
+  CHECK_FALSE(parse({"--peers", "p", "--cmd", "x"}).status);
+  CHECK_THROWS_AS(parse({"--peers", "p", "--status", "--cmd", "x"}), dc::ConfigError);
+  CHECK_THROWS_AS(parse({"--peers", "p", "--status", "--", "uptime"}), dc::ConfigError);
+  CHECK_THROWS_AS(parse({"--peers", "p", "--status", "--send", "x"}), dc::ConfigError);
+  CHECK_THROWS_AS(parse({"--peers", "p", "--status", "--env", "A=1"}), dc::ConfigError);
+  CHECK_THROWS_AS(parse({"--peers", "p", "--status", "--timeout", "3"}), dc::ConfigError);
+  CHECK_THROWS_AS(parse({"--peers", "p", "--status", "--keep"}), dc::ConfigError);
+  CHECK_THROWS_AS(parse({"--peers", "p", "--status", "-S"}), dc::ConfigError);
+  CHECK_THROWS_AS(parse({"--peers", "p", "--status", "--blocks"}), dc::ConfigError);
+  CHECK_THROWS_AS(parse({"--peers", "p", "--status", "--stdin"}), dc::ConfigError);
+}
