@@ -16,6 +16,7 @@ ssh_cfg=""
 ssh_cfg_cm=""
 cm_hosts=0
 pdsh_append=""
+sshd_pids=()
 
 # peers_install TOOL...: installs the Debian packages behind the tools that are missing.
 peers_install() {
@@ -101,6 +102,7 @@ EOF
     } >"$conf"
     /usr/sbin/sshd -D -f "$conf" -E "$ssh_dir/sshd.$g.log" &
     pids+=($!)
+    sshd_pids+=($!)
   done
   for _ in $(seq 200); do
     [ "$(ss -Hltn "sport = :$ssh_port" | wc -l)" -ge "$count" ] && break
