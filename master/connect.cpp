@@ -37,14 +37,21 @@ awaitable<Welcome> open_session(Channel& channel, const tcp::resolver::results_t
   // Bodies go in named locals: g++ 12 mishandles some temporaries of co_await expressions.
   const std::string hello_body = dump_body(to_json(hello));
   co_await channel.send(RecordType::hello, hello_body);
+  const Bytes welcome = co_await receive_body(channel, RecordType::welcome);
+  co_return welcome_from(parse_body(welcome));
+}
+
+awaitable<Bytes> receive_body(Channel& channel, RecordType wanted)
+{
   for (;;) {
     std::optional<Record> record = co_await channel.receive();
     if (!record) {
-      throw ConnectionLost("connection closed before WELCOME");
+      throw ConnectionLost(std::string("connection closed before ") + to_string(wanted));
+    }
+    if (record->type == wanted) {
+      co_return std::move(record->body);
     }
     switch (record->type) {
-    case RecordType::welcome:
-      co_return welcome_from(parse_body(record->body));
     case RecordType::ping:
       channel.post(RecordType::pong, record->body);
       continue;
@@ -55,7 +62,8 @@ awaitable<Welcome> open_session(Channel& channel, const tcp::resolver::results_t
     case RecordType::bye:
       throw ConnectionLost("worker ended the session");
     default:
-      throw ProtocolError(std::string("expected WELCOME, got ") + to_string(record->type));
+      throw ProtocolError(std::string("expected ") + to_string(wanted) + ", got " +
+                          to_string(record->type));
     }
   }
 }

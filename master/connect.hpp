@@ -35,6 +35,11 @@ awaitable<tcp::resolver::results_type> resolve_peer(const Peer& peer, Clock::dur
 // the worker's WELCOME. The caller bounds it with a Deadline on the channel's socket. Throws
 // HandshakeError (REJECT, failed proof of the key), RemoteError (an ERROR instead of WELCOME:
 // busy, shutdown), ConnectionLost (closed before WELCOME), ProtocolError and std::system_error.
+// Reads records until one of type `wanted` and returns its body, answering PINGs on the way.
+// Throws RemoteError on an ERROR record, ConnectionLost on EOF or BYE, ProtocolError on any
+// other record, and std::system_error on socket errors.
+awaitable<Bytes> receive_body(Channel& channel, RecordType wanted);
+
 awaitable<Welcome> open_session(Channel& channel, const tcp::resolver::results_type& endpoints,
                                 const ClusterKey& key, const Hello& hello);
 

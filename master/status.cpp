@@ -27,33 +27,6 @@ namespace {
 
 constexpr auto k_bye_limit = 5s;
 
-// Reads until STATUS_REPLY, answering PINGs. Throws RemoteError, ConnectionLost, ProtocolError
-// and std::system_error.
-awaitable<StatusReplyBody> read_status_reply(Channel& channel)
-{
-  for (;;) {
-    std::optional<Record> record = co_await channel.receive();
-    if (!record) {
-      throw ConnectionLost("connection closed before STATUS_REPLY");
-    }
-    switch (record->type) {
-    case RecordType::status_reply:
-      co_return status_reply_from(parse_body(record->body));
-    case RecordType::ping:
-      channel.post(RecordType::pong, record->body);
-      continue;
-    case RecordType::pong:
-      continue;
-    case RecordType::error:
-      throw RemoteError(error_from(parse_body(record->body)));
-    case RecordType::bye:
-      throw ConnectionLost("worker ended the session");
-    default:
-      throw ProtocolError(std::string("expected STATUS_REPLY, got ") + to_string(record->type));
-    }
-  }
-}
-
 class StatusQuery {
 public:
   explicit StatusQuery(const RunPlan& plan) : m_plan(plan), m_results(plan.peers.size())
@@ -123,7 +96,8 @@ private:
           welcome.features.end()) {
         deadline->extend(limit);
         co_await channel->send(RecordType::status, std::string_view("{}"));
-        s.reply = co_await read_status_reply(*channel);
+        const Bytes reply = co_await receive_body(*channel, RecordType::status_reply);
+        s.reply = status_reply_from(parse_body(reply));
         s.state = StatusState::up;
       }
     } catch (const HandshakeError& e) {
