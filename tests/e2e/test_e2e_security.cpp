@@ -925,8 +925,6 @@ TEST_CASE("e2e: security: records in the wrong order, of unknown type or too dee
   check_alive(worker, key, dir);
 }
 
-// Regression: the worker used to abort ("free(): invalid pointer") right after sending any ERROR
-// record (Session::send_error built an ErrorBody temporary inside its co_await expression).
 TEST_CASE("e2e: security: stdin beyond the worker's WINDOW credit closes the session (bounded "
           "memory per command)")
 {
@@ -968,6 +966,8 @@ TEST_CASE("e2e: security: stdin beyond the worker's WINDOW credit closes the ses
   check_alive(worker, key, dir);
 }
 
+// Regression: the worker used to abort ("free(): invalid pointer") right after sending any ERROR
+// record (Session::send_error built an ErrorBody temporary inside its co_await expression).
 TEST_CASE("e2e: security: the worker stays up after sending an ERROR record (fail closed, stay up)")
 {
   t::TempDir dir;
