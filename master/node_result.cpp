@@ -69,10 +69,14 @@ std::string outcome_text(const NodeResult& r)
 std::string straggler_line(const std::vector<std::string>& labels,
                            const std::vector<NodeResult>& results)
 {
+  // Only nodes whose commands ran to an end have a run time worth comparing.
+  const auto ran = [](const NodeResult& r) {
+    return r.state == NodeState::ok || r.state == NodeState::failed ||
+           r.state == NodeState::timed_out;
+  };
   std::vector<Clock::duration> runs;
   for (const auto& r : results) {
-    if (r.state == NodeState::ok || r.state == NodeState::failed ||
-        r.state == NodeState::timed_out) {
+    if (ran(r)) {
       runs.push_back(r.run);
     }
   }
@@ -85,10 +89,7 @@ std::string straggler_line(const std::vector<std::string>& labels,
   const Clock::duration threshold = std::max<Clock::duration>(2 * median, 50ms);
   std::vector<std::size_t> slow;
   for (std::size_t i = 0; i < results.size(); ++i) {
-    const auto& r = results[i];
-    if ((r.state == NodeState::ok || r.state == NodeState::failed ||
-         r.state == NodeState::timed_out) &&
-        r.run > threshold) {
+    if (ran(results[i]) && results[i].run > threshold) {
       slow.push_back(i);
     }
   }

@@ -5,47 +5,51 @@
 
 using namespace dc::master;
 
+namespace {
+
+// parse_options over `args` as if typed after "master".
+Options parse_cli(std::vector<std::string> args)
+{
+  args.insert(args.begin(), "master");
+  std::vector<char*> argv;
+  for (auto& a : args) {
+    argv.push_back(a.data());
+  }
+  return parse_options(static_cast<int>(argv.size()), argv.data());
+}
+
+} // namespace
+
 TEST_CASE("master: options parse --cmd, the -- form, --env and reject bad usage")
 {
-  const auto parse = [](std::vector<std::string> args) {
-    args.insert(args.begin(), "master");
-    std::vector<char*> argv;
-    for (auto& a : args) {
-      argv.push_back(a.data());
-    }
-    return parse_options(static_cast<int>(argv.size()), argv.data());
-  };
-  const Options o = parse({"--peers", "p.txt", "--cmd", "a", "--cmd", "b", "--env", "K=V=W", "--",
-                           "echo", "hi", "there"});
+  const Options o = parse_cli({"--peers", "p.txt", "--cmd", "a", "--cmd", "b", "--env", "K=V=W",
+                               "--", "echo", "hi", "there"});
   CHECK(o.peers_file == "p.txt");
   CHECK(o.commands == std::vector<std::string>{"a", "b", "echo hi there"});
   CHECK(o.env.at("K") == "V=W");
   CHECK_FALSE(o.largest_remote_status);
-  CHECK(parse({"--peers", "p", "-S", "--timeout", "1.5", "--cmd", "x"}).command_timeout_s == 1.5);
-  CHECK(parse({"--cmd", "x"}).peers_file.empty()); // select_nodes finds a default or throws
-  CHECK_THROWS_AS(parse({"--peers", "p"}), dc::ConfigError);               // no command
-  CHECK_THROWS_AS(parse({"--peers", "p", "--"}), dc::ConfigError);         // empty --
-  CHECK_THROWS_AS(parse({"--peers", "p", "--cmd", " "}), dc::ConfigError); // blank
-  CHECK_THROWS_AS(parse({"--peers", "p", "--cmd", "x", "--env", "1A=2"}), dc::ConfigError);
-  CHECK_THROWS_AS(parse({"--peers", "p", "--cmd", "x", "--env", "DISTCOMP_NODE_ID=2"}),
+  CHECK(parse_cli({"--peers", "p", "-S", "--timeout", "1.5", "--cmd", "x"}).command_timeout_s ==
+        1.5);
+  CHECK(parse_cli({"--cmd", "x"}).peers_file.empty()); // select_nodes finds a default or throws
+  CHECK_THROWS_AS(parse_cli({"--peers", "p"}), dc::ConfigError);               // no command
+  CHECK_THROWS_AS(parse_cli({"--peers", "p", "--"}), dc::ConfigError);         // empty --
+  CHECK_THROWS_AS(parse_cli({"--peers", "p", "--cmd", " "}), dc::ConfigError); // blank
+  CHECK_THROWS_AS(parse_cli({"--peers", "p", "--cmd", "x", "--env", "1A=2"}), dc::ConfigError);
+  CHECK_THROWS_AS(parse_cli({"--peers", "p", "--cmd", "x", "--env", "DISTCOMP_NODE_ID=2"}),
                   dc::ConfigError);
-  CHECK_THROWS_AS(parse({"--peers", "p", "--cmd", "x", "--timeout", "0"}), dc::ConfigError);
-  CHECK_THROWS_AS(parse({"--peers", "p", "--cmd", "x", "--fanout", "0"}), dc::ConfigError);
-  CHECK_THROWS_AS(parse({"--peers", "p", "--cmd", "x", "--bogus"}), dc::ConfigError);
-  CHECK_THROWS_AS(parse({"--peers", "p", "stray"}), dc::ConfigError);
-  CHECK(parse({"--keygen"}).keygen);
+  CHECK_THROWS_AS(parse_cli({"--peers", "p", "--cmd", "x", "--timeout", "0"}), dc::ConfigError);
+  CHECK_THROWS_AS(parse_cli({"--peers", "p", "--cmd", "x", "--fanout", "0"}), dc::ConfigError);
+  CHECK_THROWS_AS(parse_cli({"--peers", "p", "--cmd", "x", "--bogus"}), dc::ConfigError);
+  CHECK_THROWS_AS(parse_cli({"--peers", "p", "stray"}), dc::ConfigError);
+  CHECK(parse_cli({"--keygen"}).keygen);
 }
 
 TEST_CASE("master: options pick one output view and a color mode")
 {
+  // Every case here is a run: peers and a command, then the view options under test.
   const auto parse = [](std::vector<std::string> args) {
-    args.insert(args.begin(), "master");
     args.insert(args.end(), {"--peers", "p", "--cmd", "x"});
-    std::vector<char*> argv;
-    for (auto& a : args) {
-      argv.push_back(a.data());
-    }
-    return parse_options(static_cast<int>(argv.size()), argv.data());
+    return parse_cli(std::move(args));
   };
   CHECK(parse({}).view == ViewKind::live);
   CHECK(parse({"--blocks"}).view == ViewKind::blocks);
@@ -66,28 +70,20 @@ TEST_CASE("master: options pick one output view and a color mode")
 
 TEST_CASE("master: options: --status needs no command, takes --json, and refuses run options")
 {
-  const auto parse = [](std::vector<std::string> args) {
-    args.insert(args.begin(), "master");
-    std::vector<char*> argv;
-    for (auto& a : args) {
-      argv.push_back(a.data());
-    }
-    return parse_options(static_cast<int>(argv.size()), argv.data());
-  };
-  const Options o = parse({"--peers", "p", "--status", "--connect-timeout", "2"});
+  const Options o = parse_cli({"--peers", "p", "--status", "--connect-timeout", "2"});
   CHECK(o.status);
   CHECK_FALSE(o.status_json);
   CHECK(o.commands.empty());
   CHECK(o.connect_timeout == std::chrono::seconds(2));
-  CHECK(parse({"--peers", "p", "--status", "--json", "--fanout", "3"}).status_json);
-  CHECK_FALSE(parse({"--peers", "p", "--cmd", "x"}).status);
-  CHECK_THROWS_AS(parse({"--peers", "p", "--status", "--cmd", "x"}), dc::ConfigError);
-  CHECK_THROWS_AS(parse({"--peers", "p", "--status", "--", "uptime"}), dc::ConfigError);
-  CHECK_THROWS_AS(parse({"--peers", "p", "--status", "--send", "x"}), dc::ConfigError);
-  CHECK_THROWS_AS(parse({"--peers", "p", "--status", "--env", "A=1"}), dc::ConfigError);
-  CHECK_THROWS_AS(parse({"--peers", "p", "--status", "--timeout", "3"}), dc::ConfigError);
-  CHECK_THROWS_AS(parse({"--peers", "p", "--status", "--keep"}), dc::ConfigError);
-  CHECK_THROWS_AS(parse({"--peers", "p", "--status", "-S"}), dc::ConfigError);
-  CHECK_THROWS_AS(parse({"--peers", "p", "--status", "--blocks"}), dc::ConfigError);
-  CHECK_THROWS_AS(parse({"--peers", "p", "--status", "--stdin"}), dc::ConfigError);
+  CHECK(parse_cli({"--peers", "p", "--status", "--json", "--fanout", "3"}).status_json);
+  CHECK_FALSE(parse_cli({"--peers", "p", "--cmd", "x"}).status);
+  CHECK_THROWS_AS(parse_cli({"--peers", "p", "--status", "--cmd", "x"}), dc::ConfigError);
+  CHECK_THROWS_AS(parse_cli({"--peers", "p", "--status", "--", "uptime"}), dc::ConfigError);
+  CHECK_THROWS_AS(parse_cli({"--peers", "p", "--status", "--send", "x"}), dc::ConfigError);
+  CHECK_THROWS_AS(parse_cli({"--peers", "p", "--status", "--env", "A=1"}), dc::ConfigError);
+  CHECK_THROWS_AS(parse_cli({"--peers", "p", "--status", "--timeout", "3"}), dc::ConfigError);
+  CHECK_THROWS_AS(parse_cli({"--peers", "p", "--status", "--keep"}), dc::ConfigError);
+  CHECK_THROWS_AS(parse_cli({"--peers", "p", "--status", "-S"}), dc::ConfigError);
+  CHECK_THROWS_AS(parse_cli({"--peers", "p", "--status", "--blocks"}), dc::ConfigError);
+  CHECK_THROWS_AS(parse_cli({"--peers", "p", "--status", "--stdin"}), dc::ConfigError);
 }
