@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -27,7 +28,9 @@ MsgEndpoint::MsgEndpoint(Channel& channel, std::uint32_t rank, std::uint32_t siz
     : m_channel(channel), m_rank(rank), m_size(size), m_label(std::move(label)),
       m_acceptor(channel.socket().get_executor()), m_changed(channel.socket().get_executor())
 {
-  m_path = job_dir + "/.msg";
+  // Absolute: jobs run in the job dir, and a worker started with a relative --workdir has
+  // relative job dirs.
+  m_path = std::filesystem::absolute(job_dir).string() + "/.msg";
   if (m_path.size() > k_max_socket_path) {
     std::string dir = "/tmp/distcomp-msg-XXXXXX";
     if (mkdtemp(dir.data()) == nullptr) {
