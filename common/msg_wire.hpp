@@ -6,6 +6,8 @@
 //                   ; W->M node = destination, M->W node = source; a message is one chunk with
 //                   ; `first` and its total length, then chunks until `total` bytes were carried
 // <msg_end>     ::= <node: u32>+                              ; M->W: these nodes' jobs ended
+// <msg_active>  ::= empty               ; W->M: the job connected to its endpoint (send me ends);
+//                                       ; M->W: every end so far was sent before this
 // <msg_barrier> ::= <seq: u32>                                ; W->M: the node enters barrier seq
 //                 | <seq: u32> <status: u8> <node: u32>       ; M->W: 0 = barriers <= seq done,
 //                                                             ; 1 = barriers >= seq fail (node

@@ -94,6 +94,7 @@ std::optional<RecordType> record_type_from(std::uint8_t raw)
   case 0x40:
   case 0x41:
   case 0x42:
+  case 0x43:
   case 0x50:
   case 0x51:
     return static_cast<RecordType>(raw);
@@ -153,6 +154,8 @@ const char* to_string(RecordType t)
     return "MSG_END";
   case RecordType::msg_barrier:
     return "MSG_BARRIER";
+  case RecordType::msg_active:
+    return "MSG_ACTIVE";
   case RecordType::status:
     return "STATUS";
   case RecordType::status_reply:

@@ -78,6 +78,7 @@ enum class RecordType : std::uint8_t {
   msg_data = 0x40,     // feature "msg": one chunk of a node-to-node message (common/msg_wire.hpp)
   msg_end = 0x41,      // feature "msg": M->W these nodes' jobs have ended
   msg_barrier = 0x42,  // feature "msg": W->M entering a barrier, M->W its release or failure
+  msg_active = 0x43,   // feature "msg": W->M the job uses messaging, M->W all ends so far were sent
   status = 0x50,       // feature "status"
   status_reply = 0x51, // feature "status"
 };

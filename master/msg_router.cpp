@@ -55,15 +55,23 @@ void MsgRouter::open(std::uint32_t node, Send send)
     }
     m_held_for.erase(it);
   }
+}
+
+void MsgRouter::on_active(std::uint32_t from, ByteView body)
+{
+  check_open(from, "MSG_ACTIVE");
+  Node& n = m_nodes[from];
+  if (!body.empty() || n.active) {
+    throw ProtocolError("MSG_ACTIVE twice, or with a body");
+  }
+  n.active = true;
   constexpr std::size_t per_record = k_max_body_size / 4;
   for (std::size_t at = 0; at < m_ended.size(); at += per_record) {
     const std::size_t n_ids = std::min(per_record, m_ended.size() - at);
-    post(node, RecordType::msg_end,
+    post(from, RecordType::msg_end,
          encode_msg_end(std::span<const std::uint32_t>(m_ended).subspan(at, n_ids)));
   }
-  if (m_barriers_dead_from != 0) {
-    // Nothing to tell yet: this node has entered no barrier.
-  }
+  post(from, RecordType::msg_active, ByteView{});
 }
 
 void MsgRouter::on_data(std::uint32_t from, ByteView body)
@@ -176,7 +184,9 @@ void MsgRouter::node_ended(std::uint32_t node)
   }
   const Bytes end = encode_msg_end(std::span<const std::uint32_t>(&node, 1));
   for (std::uint32_t i = 0; i < m_nodes.size(); ++i) {
-    post(i, RecordType::msg_end, end);
+    if (m_nodes[i].active) {
+      post(i, RecordType::msg_end, end);
+    }
   }
   const std::uint32_t dead_from = n.barriers_entered + 1;
   if (m_barriers_dead_from == 0 || dead_from < m_barriers_dead_from) {

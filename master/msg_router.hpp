@@ -7,6 +7,7 @@
 // A node is pending until its session sends the first RUN with messaging, open until its last
 // command ended (or the session failed), then ended; a node that never starts ends too. Chunks for
 // a pending node wait here, at most the stream's window (k_msg_window) per (source, destination).
+// Ends go only to nodes whose job connected to its endpoint (MSG_ACTIVE).
 // Sans-I/O: records leave through the Send function each open node registers.
 
 #include "common/msg_wire.hpp"
@@ -29,8 +30,12 @@ public:
   explicit MsgRouter(std::size_t nodes);
 
   // The node's job starts messaging (its first RUN with msg is on the wire): chunks held for it
-  // go out, then the list of nodes that already ended.
+  // go out.
   void open(std::uint32_t node, Send send);
+  // MSG_ACTIVE: the node's job connected to its endpoint. It gets the nodes that already ended,
+  // then MSG_ACTIVE, and from now on every end. Jobs that never use messaging cost no MSG_END
+  // records (a run of `true` on 256 nodes would otherwise send 256 x 256 of them).
+  void on_active(std::uint32_t from, ByteView body);
   // Records from an open node's worker. Each throws ProtocolError on a violation: a node number
   // out of range, bytes beyond the window, broken framing, a barrier out of sequence.
   void on_data(std::uint32_t from, ByteView body);
@@ -52,6 +57,7 @@ private:
     std::uint32_t barriers_entered = 0;
     std::uint32_t barriers_told = 0; // highest completed barrier this node was told of
     bool barrier_failure_told = false;
+    bool active = false; // sent MSG_ACTIVE: wants MSG_END records
   };
   struct Stream {
     std::uint64_t in_flight = 0; // bytes the sender sent and the receiver has not credited back

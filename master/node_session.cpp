@@ -398,6 +398,9 @@ awaitable<Record> NodeSession::next()
     case RecordType::msg_barrier:
       m_router.on_barrier(std::uint32_t(m_peer.index), record->body);
       continue;
+    case RecordType::msg_active:
+      m_router.on_active(std::uint32_t(m_peer.index), record->body);
+      continue;
     case RecordType::window: {
       const WindowBody w = window_from(parse_body(record->body));
       if (w.stream == "msg") {

@@ -113,11 +113,27 @@ awaitable<void> MsgEndpoint::wait_change()
   co_await m_changed.wait();
 }
 
+awaitable<bool> MsgEndpoint::activate()
+{
+  if (m_activation == Activation::idle) {
+    m_activation = Activation::asked;
+    try {
+      co_await m_channel.send(RecordType::msg_active, ByteView{});
+    } catch (const std::exception&) {
+      co_return false; // the session is gone
+    }
+  }
+  while (m_activation != Activation::ready && !m_closed) {
+    co_await wait_change();
+  }
+  co_return !m_closed;
+}
+
 awaitable<void> MsgEndpoint::serve(std::shared_ptr<MsgEndpoint> self,
                                    std::shared_ptr<local_socket> socket)
 {
   try {
-    bool open = true;
+    bool open = co_await activate();
     while (open && !m_closed) {
       std::array<std::uint8_t, k_msg_socket_header_size> raw{};
       auto [ec, n] = co_await asio::async_read(*socket, asio::buffer(raw), as_tuple(use_awaitable));
@@ -496,6 +512,15 @@ void MsgEndpoint::on_end(ByteView body)
       }
     }
   }
+  changed();
+}
+
+void MsgEndpoint::on_active(ByteView body)
+{
+  if (!body.empty() || m_activation != Activation::asked) {
+    throw ProtocolError("MSG_ACTIVE that was not asked for");
+  }
+  m_activation = Activation::ready;
   changed();
 }
 

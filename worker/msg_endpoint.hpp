@@ -45,6 +45,7 @@ public:
   void on_window(const WindowBody& window);
   void on_end(ByteView body);
   void on_barrier(ByteView body);
+  void on_active(ByteView body);
   // Session end: stops accepting, closes every connection of the job, waits for their coroutines
   // and removes the socket.
   awaitable<void> close();
@@ -86,6 +87,10 @@ private:
   std::shared_ptr<Incoming> next_message(std::optional<std::uint32_t> from, std::uint32_t& source);
   bool all_others_ended() const;
   awaitable<void> wait_change();
+  // The first connection of the job asks the master for the ends so far (MSG_ACTIVE) and every
+  // connection waits for its answer, so a send to a node that ended long ago fails. Returns
+  // false when the endpoint closed meanwhile.
+  awaitable<bool> activate();
   void changed() { m_changed.notify(); }
 
   Channel& m_channel;
@@ -104,6 +109,7 @@ private:
   std::uint32_t m_barriers_done = 0;
   std::uint32_t m_barriers_fail_from = 0; // 0: none failed
   std::uint32_t m_barrier_dead_node = 0;
+  enum class Activation { idle, asked, ready } m_activation = Activation::idle;
   Event m_changed;
   std::size_t m_coroutines = 0;
   bool m_closed = false;

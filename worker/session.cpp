@@ -250,6 +250,7 @@ awaitable<bool> Session::handle(Record& record)
   case RecordType::msg_data:
   case RecordType::msg_end:
   case RecordType::msg_barrier:
+  case RecordType::msg_active:
   case RecordType::window:
     co_await on_msg_record(record);
     co_return true;
@@ -565,6 +566,9 @@ awaitable<void> Session::on_msg_record(const Record& record)
         break;
       case RecordType::msg_barrier:
         m_msg->on_barrier(record.body);
+        break;
+      case RecordType::msg_active:
+        m_msg->on_active(record.body);
         break;
       default: {
         const WindowBody w = window_from(parse_body(record.body));

@@ -65,7 +65,8 @@ private:
   awaitable<void> on_run(const Record& record);
   void on_cancel(const Record& record);
   awaitable<void> on_status(const Record& record);
-  // Feature "msg": MSG_DATA, MSG_END, MSG_BARRIER and WINDOW(stream "msg") for the endpoint.
+  // Feature "msg": MSG_DATA, MSG_END, MSG_BARRIER, MSG_ACTIVE and WINDOW(stream "msg") for the
+  // endpoint.
   awaitable<void> on_msg_record(const Record& record);
   // Opens the job's message endpoint at its first RUN with `msg`; false when refused (answered).
   awaitable<bool> open_msg_endpoint(const RunBody& run);

@@ -337,6 +337,10 @@ TEST_CASE("e2e: msg: a master that sends chunks beyond the window, from a node o
   {
     expect_cut_off({{RecordType::msg_data, dc::encode_msg_chunk(1, std::nullopt, dc::Bytes{'x'})}});
   }
+  SUBCASE("MSG_ACTIVE that the worker did not ask for")
+  {
+    expect_cut_off({{RecordType::msg_active, dc::Bytes{}}});
+  }
   SUBCASE("a barrier result for a barrier never entered")
   {
     expect_cut_off({{RecordType::msg_barrier, dc::encode_barrier_result({1, true, 0})}});

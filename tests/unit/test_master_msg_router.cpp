@@ -25,6 +25,13 @@ struct Harness {
       sent[node].push_back({t, Bytes(b.begin(), b.end())});
     });
   }
+  // The node's job connects to its endpoint (MSG_ACTIVE); returns what the router answered.
+  std::vector<Sent> activate(std::uint32_t node)
+  {
+    take(node);
+    router.on_active(node, {});
+    return take(node);
+  }
   std::vector<Sent> take(std::uint32_t node) { return std::exchange(sent[node], {}); }
   MsgRouter router;
   std::map<std::uint32_t, std::vector<Sent>> sent;
@@ -74,11 +81,30 @@ TEST_CASE("msg_router: chunks for a node that has not started wait for it, in or
   h.open(1);
   CHECK(h.router.held_bytes() == 0);
   const auto to1 = h.take(1);
-  REQUIRE(to1.size() == 3);
+  REQUIRE(to1.size() == 2);
   CHECK(decode_msg_chunk(to1[0].body).data.size() == 1);
   CHECK(decode_msg_chunk(to1[1].body).data.size() == 1);
-  CHECK(to1[2].type == RecordType::msg_end);
-  CHECK(decode_msg_end(to1[2].body) == std::vector<std::uint32_t>{0});
+  // Its job connects to the endpoint: the ends so far, then the answer.
+  h.router.on_active(1, {});
+  const auto active = h.take(1);
+  REQUIRE(active.size() == 2);
+  CHECK(active[0].type == RecordType::msg_end);
+  CHECK(decode_msg_end(active[0].body) == std::vector<std::uint32_t>{0});
+  CHECK(active[1].type == RecordType::msg_active);
+  CHECK(active[1].body.empty());
+}
+
+TEST_CASE("msg_router: ends go only to nodes whose job uses messaging")
+{
+  Harness h(3);
+  h.open(0);
+  h.open(1);
+  h.activate(1);
+  h.router.node_ended(2);
+  CHECK(h.take(0).empty()); // a job that never connected to its endpoint (`true`) hears nothing
+  const auto to1 = h.take(1);
+  REQUIRE(to1.size() == 1);
+  CHECK(decode_msg_end(to1[0].body) == std::vector<std::uint32_t>{2});
 }
 
 TEST_CASE("msg_router: hostile records from a worker are protocol errors")
@@ -90,6 +116,9 @@ TEST_CASE("msg_router: hostile records from a worker are protocol errors")
   CHECK_THROWS_AS(h.router.on_data(0, chunk(1, std::nullopt, "x")), ProtocolError); // orphan
   CHECK_THROWS_AS(h.router.on_window(0, 5, 1), ProtocolError);
   CHECK_THROWS_AS(h.router.on_barrier(0, encode_barrier_enter(2)), ProtocolError); // skips 1
+  CHECK_THROWS_AS(h.router.on_active(1, {}), ProtocolError); // not messaging yet
+  h.router.on_active(0, {});
+  CHECK_THROWS_AS(h.router.on_active(0, {}), ProtocolError); // twice
   // Beyond the stream's window.
   Harness w(2);
   w.open(0);
@@ -112,6 +141,7 @@ TEST_CASE("msg_router: a barrier releases when every node entered, and fails eve
   Harness h(3);
   for (std::uint32_t i = 0; i < 3; ++i) {
     h.open(i);
+    h.activate(i);
   }
   h.router.on_barrier(0, encode_barrier_enter(1));
   h.router.on_barrier(1, encode_barrier_enter(1));
@@ -142,18 +172,20 @@ TEST_CASE("msg_router: a barrier releases when every node entered, and fails eve
 }
 
 TEST_CASE("msg_router: a node that never started fails the first barrier, ends are told to late "
-          "openers")
+          "users")
 {
   Harness h(3);
   h.open(0);
+  h.activate(0);
   h.router.on_barrier(0, encode_barrier_enter(1));
   h.router.node_ended(2); // unreachable
   const auto to0 = h.take(0);
   REQUIRE(to0.size() == 2);
   CHECK_FALSE(decode_barrier_result(to0[1].body).ok);
   h.open(1);
-  const auto to1 = h.take(1);
-  REQUIRE(to1.size() == 1);
+  CHECK(h.take(1).empty());
+  const auto to1 = h.activate(1);
+  REQUIRE(to1.size() == 2);
   CHECK(to1[0].type == RecordType::msg_end);
   CHECK(decode_msg_end(to1[0].body) == std::vector<std::uint32_t>{2});
   // Chunks to an ended node are dropped; the sender's worker already heard of its end.
