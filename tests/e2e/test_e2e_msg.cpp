@@ -216,6 +216,46 @@ esac
   CHECK(run.has_stdout_line(tag(c, 1) + "6000000"));
 }
 
+TEST_CASE("e2e: msg: send returns once the local worker took the message, and blocks while the "
+          "stream's window is full")
+{
+  Cluster c(3);
+  // Node 1 reads nothing until node 2 passes on node 0's "go". Meanwhile node 0's small sends
+  // return, and a 4 MB send (8 windows) is still blocked half a second later: a buffer without
+  // a bound would have taken it at once.
+  const std::string job = job_files(c.dir, {{"block.py", R"(
+import threading
+import distcomp_msg as dm
+if dm.node_id == 0:
+    for k in range(10):
+        dm.send(1, "small %d" % k)
+    print("small sends returned")
+    big = dm.Client()  # its own connection, so this thread goes on while the big send blocks
+    sender = threading.Thread(target=big.send, args=(1, b"x" * (4 << 20)))
+    sender.start()
+    sender.join(0.5)
+    print("big send blocked" if sender.is_alive() else "big send returned early")
+    dm.send(2, "go")
+    sender.join()
+    print("big send done")
+elif dm.node_id == 1:
+    dm.recv(2)
+    smalls = [dm.recv(0).decode() for _ in range(10)]
+    print("smalls in order" if smalls == ["small %d" % k for k in range(10)] else smalls)
+    print("big %d" % len(dm.recv(0)))
+else:
+    dm.send(1, dm.recv(0))
+)"}});
+  const MasterRun run = c.run({"--send", job, "--cmd", "python3 block.py"});
+  CAPTURE(run.err);
+  CHECK(run.exit_code == 0);
+  CHECK(run.has_stdout_line(tag(c, 0) + "small sends returned"));
+  CHECK(run.has_stdout_line(tag(c, 0) + "big send blocked"));
+  CHECK(run.has_stdout_line(tag(c, 0) + "big send done"));
+  CHECK(run.has_stdout_line(tag(c, 1) + "smalls in order"));
+  CHECK(run.has_stdout_line(tag(c, 1) + "big 4194304"));
+}
+
 TEST_CASE("e2e: msg: two runs at once on the same workers never see each other's messages")
 {
   Cluster c(3);
