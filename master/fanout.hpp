@@ -1,11 +1,15 @@
 #pragma once
-// Runs every node of a plan with bounded concurrency and collects their results.
+// Runs every node of a plan, at most --fanout of them connecting or uploading at once, and
+// collects their results.
 
 #include "master/node_result.hpp"
 #include "master/output_view.hpp"
 #include "master/run_plan.hpp"
 
 #include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
 #include <set>
 #include <vector>
 
@@ -26,7 +30,9 @@ public:
   const std::vector<NodeResult>& results() const { return m_results; }
 
 private:
-  awaitable<void> drain();
+  awaitable<void> lane(Event& ended);
+  awaitable<void> node(std::shared_ptr<NodeSession> session, std::size_t index,
+                       std::function<void()> uploaded);
 
   const RunPlan& m_plan;
   OutputView& m_view;
@@ -34,6 +40,9 @@ private:
   std::set<NodeSession*> m_active;
   std::vector<NodeResult> m_results;
   std::vector<std::size_t> m_never_started; // taken off m_pending by interrupt()
+  std::size_t m_lanes_running = 0;
+  std::size_t m_sessions_running = 0;
+  std::exception_ptr m_failure; // the first exception of a lane or a session (the view's)
   int m_interrupts = 0;
 };
 
