@@ -2,11 +2,59 @@
 
 #include <sodium.h>
 
+#include <mutex>
 #include <new>
 #include <stdexcept>
 #include <utility>
+#include <vector>
 
 namespace dc {
+namespace {
+
+// Released buffers, zeroed, kept for reuse. Each sodium_malloc costs an mmap, three mprotects
+// and an mlock, and each sodium_free a munmap whose TLB shootdown interrupts every core: with
+// ~10 secrets per session that was a large share of a short session's CPU on both sides. A
+// pooled buffer keeps its guard pages and its lock; only its contents are gone.
+class Pool {
+public:
+  std::uint8_t* take(std::size_t n)
+  {
+    const std::lock_guard lock(m_mutex);
+    for (auto it = m_free.begin(); it != m_free.end(); ++it) {
+      if (it->second == n) {
+        std::uint8_t* p = it->first;
+        *it = m_free.back();
+        m_free.pop_back();
+        return p;
+      }
+    }
+    return nullptr;
+  }
+  // Takes a zeroed buffer; false if the pool is full (the caller frees it).
+  bool give(std::uint8_t* p, std::size_t n)
+  {
+    const std::lock_guard lock(m_mutex);
+    if (m_free.size() >= k_max_buffers || n > k_max_size) {
+      return false;
+    }
+    m_free.emplace_back(p, n);
+    return true;
+  }
+
+private:
+  static constexpr std::size_t k_max_buffers = 64;
+  static constexpr std::size_t k_max_size = 4096;
+  std::mutex m_mutex;
+  std::vector<std::pair<std::uint8_t*, std::size_t>> m_free;
+};
+
+Pool& pool()
+{
+  static auto* p = new Pool; // never destroyed: buffers may be released during static teardown
+  return *p;
+}
+
+} // namespace
 
 void init_sodium()
 {
@@ -23,12 +71,15 @@ SecureBuffer::SecureBuffer(std::size_t n)
   if (n == 0) {
     return;
   }
-  m_data = static_cast<std::uint8_t*>(sodium_malloc(n));
+  m_data = pool().take(n);
+  if (m_data == nullptr) {
+    // sodium_malloc also mlocks (best effort: RLIMIT_MEMLOCK may be small).
+    m_data = static_cast<std::uint8_t*>(sodium_malloc(n));
+  }
   if (m_data == nullptr) {
     throw std::bad_alloc();
   }
   m_size = n;
-  (void)sodium_mlock(m_data, m_size); // best effort: RLIMIT_MEMLOCK may be small
 }
 
 SecureBuffer::~SecureBuffer()
@@ -54,8 +105,10 @@ SecureBuffer& SecureBuffer::operator=(SecureBuffer&& other) noexcept
 void SecureBuffer::release() noexcept
 {
   if (m_data != nullptr) {
-    (void)sodium_munlock(m_data, m_size); // zeroes, then unlocks
-    sodium_free(m_data);                  // zeroes again and unmaps
+    sodium_memzero(m_data, m_size);
+    if (!pool().give(m_data, m_size)) {
+      sodium_free(m_data); // zeroes again, unlocks and unmaps
+    }
     m_data = nullptr;
     m_size = 0;
   }

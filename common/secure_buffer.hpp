@@ -1,6 +1,6 @@
 #pragma once
-// Memory for secrets: sodium_malloc'd (guard pages), sodium_mlock'd (kept out of swap), zeroed
-// and released by sodium_free.
+// Memory for secrets: sodium_malloc'd (guard pages, mlock'd: kept out of swap), zeroed when
+// released, then kept in a small process-wide pool for reuse or freed by sodium_free.
 
 #include "common/bytes.hpp"
 

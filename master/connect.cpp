@@ -7,6 +7,14 @@ namespace dc::master {
 
 awaitable<tcp::resolver::results_type> resolve_peer(const Peer& peer, Clock::duration limit)
 {
+  // An address literal needs no lookup: getaddrinfo would still read /etc/hosts and friends, on
+  // asio's one resolver thread, one node after another.
+  std::error_code not_literal;
+  const auto literal = asio::ip::make_address(peer.host, not_literal);
+  if (!not_literal) {
+    co_return tcp::resolver::results_type::create(tcp::endpoint(literal, peer.port), peer.host,
+                                                  std::to_string(peer.port));
+  }
   const auto ex = co_await asio::this_coro::executor;
   auto resolver = std::make_shared<tcp::resolver>(ex);
   asio::steady_timer resolve_limit(ex, limit);

@@ -1,5 +1,6 @@
 #pragma once
-// Runs every node of a plan with bounded concurrency and collects their results.
+// Runs every node of a plan, at most --fanout of them connecting or uploading at once, and
+// collects their results.
 
 #include "master/msg_router.hpp"
 #include "master/node_result.hpp"
@@ -7,6 +8,9 @@
 #include "master/run_plan.hpp"
 
 #include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
 #include <set>
 #include <vector>
 
@@ -27,7 +31,9 @@ public:
   const std::vector<NodeResult>& results() const { return m_results; }
 
 private:
-  awaitable<void> drain();
+  awaitable<void> lane(Event& ended);
+  awaitable<void> node(std::shared_ptr<NodeSession> session, std::size_t index,
+                       std::function<void()> uploaded);
 
   const RunPlan& m_plan;
   OutputView& m_view;
@@ -36,6 +42,9 @@ private:
   std::set<NodeSession*> m_active;
   std::vector<NodeResult> m_results;
   std::vector<std::size_t> m_never_started; // taken off m_pending by interrupt()
+  std::size_t m_lanes_running = 0;
+  std::size_t m_sessions_running = 0;
+  std::exception_ptr m_failure; // the first exception of a lane or a session (the view's)
   int m_interrupts = 0;
 };
 

@@ -7,11 +7,18 @@
 #include "master/run.hpp"
 
 #include <csignal>
+#include <sys/resource.h>
 
 int main(int argc, char** argv)
 {
   dc::set_log_prefix("master: ");
   std::signal(SIGPIPE, SIG_IGN); // EPIPE on stdout is handled by the Printer
+  // Every node whose upload is done keeps its connection while its job runs, so a run holds a
+  // socket per node: allow as many as the hard limit does (the soft default is often 1024).
+  if (rlimit files{}; getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
   try {
     return dc::master::run(dc::master::parse_options(argc, argv));
   } catch (const dc::ConfigError& e) {

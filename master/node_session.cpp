@@ -4,6 +4,8 @@
 #include "common/log.hpp"
 #include "master/connect.hpp"
 
+#include <utility>
+
 namespace dc::master {
 namespace {
 
@@ -83,8 +85,13 @@ void NodeSession::abort()
   }
 }
 
-awaitable<NodeResult> NodeSession::run()
+awaitable<NodeResult> NodeSession::run(std::function<void()> uploaded)
 {
+  const auto release_slot = [&uploaded] {
+    if (uploaded) {
+      std::exchange(uploaded, nullptr)();
+    }
+  };
   const auto started = Clock::now();
   auto mark = started;
   const auto lap = [&mark] {
@@ -103,6 +110,7 @@ awaitable<NodeResult> NodeSession::run()
     }
     m_result.upload = lap();
     m_phase = Phase::running;
+    release_slot();
     m_result.state = NodeState::ok;
     if (m_plan.stdin_bytes && !m_worker_has_stdin) {
       m_result.state = NodeState::failed;
@@ -167,6 +175,7 @@ awaitable<NodeResult> NodeSession::run()
     }
   }
   m_router.node_ended(std::uint32_t(m_peer.index)); // also when it never started
+  release_slot();
   if (m_pinger) {
     m_pinger->done = true;
     m_pinger->timer.cancel();

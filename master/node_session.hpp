@@ -9,6 +9,7 @@
 #include "master/output_view.hpp"
 #include "master/run_plan.hpp"
 
+#include <functional>
 #include <memory>
 
 namespace dc::master {
@@ -20,8 +21,9 @@ public:
   NodeSession(const NodeSession&) = delete;
   NodeSession& operator=(const NodeSession&) = delete;
 
-  // Runs the node to its end. Never throws.
-  awaitable<NodeResult> run();
+  // Runs the node to its end. Never throws. `uploaded` is called once, as soon as the node no
+  // longer needs a --fanout slot: its upload is done (or it failed before that).
+  awaitable<NodeResult> run(std::function<void()> uploaded = {});
   // Ctrl-C: remote commands get CANCEL (SIGTERM, then SIGKILL on the worker); a node still
   // connecting or uploading is abandoned.
   void cancel();

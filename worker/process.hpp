@@ -27,9 +27,9 @@ struct ExitStatus {
 
 class ChildProcess {
 public:
-  // Forks and execs. The child: new process group, signals reset, fds > 2 closed, stdin
-  // /dev/null or a pipe (spec.stdin_pipe), cwd. Throws std::system_error if pipes, fork or
-  // pidfd_open fail.
+  // Starts `/bin/sh -c` with posix_spawn. The child: new process group, signals reset, fds > 2
+  // closed, stdin /dev/null or a pipe (spec.stdin_pipe), cwd. Throws std::system_error if pipes,
+  // the spawn (a missing job dir included) or pidfd_open fail.
   ChildProcess(asio::any_io_executor ex, const SpawnSpec& spec);
   ~ChildProcess();
   ChildProcess(const ChildProcess&) = delete;

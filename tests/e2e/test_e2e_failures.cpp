@@ -13,19 +13,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// The summary line of the node labelled `label` ("" if none).
-std::string summary_of(const std::string& err, const std::string& label)
-{
-  MasterRun r;
-  r.err = err;
-  for (const auto& l : r.stderr_lines()) {
-    if (l.rfind(label + " ", 0) == 0 && l.rfind(label + " | ", 0) != 0) {
-      return l;
-    }
-  }
-  return "";
-}
-
 bool contains(const std::string& text, const std::string& needle)
 {
   return text.find(needle) != std::string::npos;
@@ -67,8 +54,8 @@ TEST_CASE(
   CHECK(run.exit_code == 3);
   CHECK(run.stdout_lines() == std::vector<std::string>{c[0].address() + " | hello"});
   CAPTURE(run.err);
-  CHECK(contains(summary_of(run.err, c[0].address()), " ok "));
-  CHECK(contains(summary_of(run.err, bad), "unreachable"));
+  CHECK(contains(run.summary_of(c[0].address()), " ok "));
+  CHECK(contains(run.summary_of(bad), "unreachable"));
 }
 
 TEST_CASE("e2e: failures: a node that accepts and never answers is unreachable after the connect "
@@ -85,8 +72,8 @@ TEST_CASE("e2e: failures: a node that accepts and never answers is unreachable a
   CHECK(run.exit_code == 3);
   CHECK(run.stdout_lines() == std::vector<std::string>{c[0].address() + " | hello"});
   CAPTURE(run.err);
-  CHECK(contains(summary_of(run.err, c[0].address()), " ok "));
-  const std::string line = summary_of(run.err, silent.address());
+  CHECK(contains(run.summary_of(c[0].address()), " ok "));
+  const std::string line = run.summary_of(silent.address());
   CHECK(contains(line, "unreachable"));
   CHECK(contains(line, "timeout"));
 }
@@ -100,7 +87,7 @@ TEST_CASE("e2e: failures: --timeout 1 with `sleep 30` is exit 4 and the sleep is
   CHECK(std::chrono::steady_clock::now() - started < 15s);
   CHECK(run.exit_code == 4);
   CAPTURE(run.err);
-  CHECK(contains(summary_of(run.err, c[0].address()), "timeout"));
+  CHECK(contains(run.summary_of(c[0].address()), "timeout"));
   const std::string job = line_value(run.out, c[0].address() + " | job=");
   REQUIRE(!job.empty());
   CHECK(wait_until([&] { return job_gone(job); }));
@@ -121,8 +108,8 @@ TEST_CASE(
   const MasterRun run = master.wait(30s);
   CHECK(run.exit_code == 130);
   CAPTURE(run.err);
-  CHECK(contains(summary_of(run.err, c[0].address()), "cancelled"));
-  CHECK(contains(summary_of(run.err, c[1].address()), "cancelled"));
+  CHECK(contains(run.summary_of(c[0].address()), "cancelled"));
+  CHECK(contains(run.summary_of(c[1].address()), "cancelled"));
   CHECK(wait_until([&] { return job_gone(job); }));
   CHECK(wait_until([&] { return job_dirs(c[0].workdir()).empty(); }));
   CHECK(wait_until([&] { return job_dirs(c[1].workdir()).empty(); }));
@@ -175,10 +162,10 @@ TEST_CASE("e2e: failures: a worker stopped with SIGTERM mid-job exits 0 promptly
   master.signal(SIGINT);
   const MasterRun run = master.wait(30s);
   CAPTURE(run.err);
-  const std::string line = summary_of(run.err, c[0].address());
+  const std::string line = run.summary_of(c[0].address());
   CHECK(contains(line, "lost"));
   CHECK(contains(line, "shut down"));
-  CHECK(contains(summary_of(run.err, c[1].address()), "cancelled"));
+  CHECK(contains(run.summary_of(c[1].address()), "cancelled"));
   CHECK(run.exit_code == 130);
   CHECK(wait_until([&] { return job_gone(job); }));
 }
@@ -198,7 +185,7 @@ TEST_CASE(
   const MasterRun run = master.wait(30s);
   CAPTURE(run.err);
   CHECK(run.exit_code == 3);
-  const std::string line = summary_of(run.err, c[0].address());
+  const std::string line = run.summary_of(c[0].address());
   CHECK(contains(line, "lost"));
   CHECK(contains(line, "shut down"));
   CHECK(job_gone(job));

@@ -21,17 +21,6 @@ std::string lowercase(std::string s)
   return s;
 }
 
-// The summary line of the node labelled `label` ("" if none).
-std::string summary_of(const MasterRun& run, const std::string& label)
-{
-  for (const auto& l : run.stderr_lines()) {
-    if (l.rfind(label + " ", 0) == 0 && l.rfind(label + " | ", 0) != 0) {
-      return l;
-    }
-  }
-  return "";
-}
-
 } // namespace
 
 TEST_CASE("e2e: output: two nodes printing at once never mix inside a line and stay in order with "
@@ -82,7 +71,7 @@ printf partial)sh"});
       CHECK(run.has_stderr_line(labels[node] + " | err " + std::to_string(i) + " of " +
                                 std::to_string(node)));
     }
-    CHECK(summary_of(run, labels[node]).find("ok") != std::string::npos);
+    CHECK(run.summary_of(labels[node]).find("ok") != std::string::npos);
   }
   CHECK(run.err.find(" | line ") == std::string::npos); // stdout never leaks into stderr
   CHECK(run.out.find(" | err ") == std::string::npos);

@@ -364,6 +364,16 @@ std::vector<std::string> MasterRun::stderr_lines() const
   return split_lines(err);
 }
 
+std::string MasterRun::summary_of(const std::string& label) const
+{
+  for (const auto& l : stderr_lines()) {
+    if (l.rfind(label + " ", 0) == 0 && l.rfind(label + " | ", 0) != 0) {
+      return l;
+    }
+  }
+  return "";
+}
+
 namespace {
 
 MasterRun run_program(const std::string& bin, const std::vector<std::string>& args,

@@ -109,6 +109,8 @@ struct MasterRun {
   bool has_stderr_line(const std::string& line) const;
   std::vector<std::string> stdout_lines() const;
   std::vector<std::string> stderr_lines() const;
+  // The summary line of the node labelled `label` on stderr ("" if none).
+  std::string summary_of(const std::string& label) const;
 };
 
 // Runs the master to completion with the given arguments (killed after `timeout`), in `cwd` if

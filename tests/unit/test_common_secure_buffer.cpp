@@ -1,4 +1,4 @@
-// SecureBuffer: ownership of sodium_malloc'd secret memory.
+// SecureBuffer: ownership of sodium_malloc'd secret memory, wiped before it is reused.
 
 #include "common/secure_buffer.hpp"
 
@@ -33,4 +33,22 @@ TEST_CASE("secure_buffer: holds n writable bytes and moves ownership")
   CHECK(empty.data() == nullptr);
   CHECK(empty.view().empty());
   CHECK_NOTHROW(dc::init_sodium());
+}
+
+TEST_CASE("secure_buffer: a released buffer is reused only after its secret was wiped")
+{
+  const std::uint8_t* where = nullptr;
+  {
+    dc::SecureBuffer secret(48);
+    std::memset(secret.data(), 0xab, secret.size());
+    where = secret.data();
+  }
+  dc::SecureBuffer next(48); // one thread: the pool hands back the buffer just released
+  REQUIRE(next.data() == where);
+  for (std::size_t i = 0; i < next.size(); ++i) {
+    CHECK(next.data()[i] == 0);
+  }
+  next = dc::SecureBuffer(0);      // released to the pool again
+  dc::SecureBuffer other_size(47); // never a pooled buffer of another size
+  CHECK(other_size.data() != where);
 }
