@@ -63,10 +63,12 @@ class Client:
             raise MsgError("%s: no node %r (the run has %d nodes)" % (what, node, self.n_nodes))
 
     def _request(self, op, peer, payload=b""):
+        header = _HEADER.pack(op, peer, len(payload))
         try:
-            self._sock.sendall(_HEADER.pack(op, peer, len(payload)) + payload
-                               if len(payload) < 65536 else _HEADER.pack(op, peer, len(payload)))
-            if len(payload) >= 65536:
+            if len(payload) < 65536:
+                self._sock.sendall(header + payload)  # one write: small messages are latency
+            else:
+                self._sock.sendall(header)  # no copy of a big payload
                 self._sock.sendall(payload)
         except OSError as e:
             raise MsgError("distcomp messages: connection to the worker lost: %s" % e) from None
