@@ -1,5 +1,7 @@
 #include "common/messages.hpp"
 
+#include "common/msg_wire.hpp"
+
 #include <cmath>
 #include <limits>
 #include <type_traits>
@@ -151,6 +153,9 @@ Json to_json(const RunBody& m)
   if (m.stdin) {
     j["stdin"] = true; // absent when false: an older worker never sees a field it ignores
   }
+  if (m.msg) {
+    j["msg"] = {{"rank", m.msg->rank}, {"size", m.msg->size}};
+  }
   return j;
 }
 
@@ -165,6 +170,17 @@ RunBody run_from(const Json& j)
     throw ProtocolError("field 'timeout_s' out of range");
   }
   m.stdin = optional_field<bool>(j, "stdin", false);
+  if (j.contains("msg")) {
+    const Json& msg = j["msg"];
+    if (!msg.is_object()) {
+      throw ProtocolError("field 'msg' must be an object");
+    }
+    RunBody::Msg spec{field<std::uint32_t>(msg, "rank"), field<std::uint32_t>(msg, "size")};
+    if (spec.size == 0 || spec.size > k_max_msg_nodes || spec.rank >= spec.size) {
+      throw ProtocolError("field 'msg' out of range");
+    }
+    m.msg = spec;
+  }
   return m;
 }
 

@@ -54,9 +54,17 @@ struct RunBody {
   std::map<std::string, std::string> env;
   double timeout_s = 0; // seconds; 0 = none
   bool stdin = false;   // the master sends STDIN records (feature "stdin"); else /dev/null
+  // Feature "msg": the job's place among the nodes of the run; the worker opens a messaging
+  // endpoint for the session at the first RUN that carries it.
+  struct Msg {
+    std::uint32_t rank = 0;
+    std::uint32_t size = 0;
+  };
+  std::optional<Msg> msg;
 };
 
-// WINDOW: the worker grants credit for `bytes` more bytes of a command's stdin.
+// WINDOW: credit for `bytes` more bytes of a stream: a command's stdin ("stdin", W->M, id = the
+// command) or node-to-node messages ("msg", id = the other node; common/msg_wire.hpp).
 struct WindowBody {
   std::uint32_t id = 0;
   std::string stream = "stdin";

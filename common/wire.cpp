@@ -91,6 +91,10 @@ std::optional<RecordType> record_type_from(std::uint8_t raw)
   case 0x31:
   case 0x3e:
   case 0x3f:
+  case 0x40:
+  case 0x41:
+  case 0x42:
+  case 0x43:
   case 0x50:
   case 0x51:
     return static_cast<RecordType>(raw);
@@ -144,6 +148,14 @@ const char* to_string(RecordType t)
     return "ERROR";
   case RecordType::bye:
     return "BYE";
+  case RecordType::msg_data:
+    return "MSG_DATA";
+  case RecordType::msg_end:
+    return "MSG_END";
+  case RecordType::msg_barrier:
+    return "MSG_BARRIER";
+  case RecordType::msg_active:
+    return "MSG_ACTIVE";
   case RecordType::status:
     return "STATUS";
   case RecordType::status_reply:

@@ -70,11 +70,15 @@ enum class RecordType : std::uint8_t {
   cancel = 0x24,
   stdin_data = 0x25, // M->W <id u32> <bytes>, within the credit WINDOW granted
   stdin_eof = 0x26,  // M->W <id u32>: no more stdin for that command
-  window = 0x27,     // W->M JSON {id, stream:"stdin", bytes}: credit for that many more bytes
+  window = 0x27,     // JSON {id, stream:"stdin"|"msg", bytes}: credit for that many more bytes
   ping = 0x30,
   pong = 0x31,
   error = 0x3e,
   bye = 0x3f,
+  msg_data = 0x40,     // feature "msg": one chunk of a node-to-node message (common/msg_wire.hpp)
+  msg_end = 0x41,      // feature "msg": M->W these nodes' jobs have ended
+  msg_barrier = 0x42,  // feature "msg": W->M entering a barrier, M->W its release or failure
+  msg_active = 0x43,   // feature "msg": W->M the job uses messaging, M->W all ends so far were sent
   status = 0x50,       // feature "status"
   status_reply = 0x51, // feature "status"
 };

@@ -8,7 +8,9 @@
 // failed before that), then takes the next node. So at most `fanout` nodes connect, handshake or
 // upload at once, while a node whose upload is done runs its commands at once, however many
 // others are running; a slow or dead node holds a lane at most for the connect timeout or the
-// idle limit. A NodeSession never throws: every failure becomes that node's NodeResult.
+// idle limit. A NodeSession never throws: every failure becomes that node's NodeResult. The
+// sessions share one MsgRouter that passes node-to-node messages between them; a node whose
+// session ends is "ended" for it.
 // interrupt() reaches every active session (CANCEL to the worker) and empties the queue; a
 // second interrupt closes connections.
 
@@ -17,7 +19,7 @@
 namespace dc::master {
 
 Fanout::Fanout(const RunPlan& plan, OutputView& view)
-    : m_plan(plan), m_view(view), m_results(plan.peers.size())
+    : m_plan(plan), m_view(view), m_router(plan.peers.size()), m_results(plan.peers.size())
 {
   for (std::size_t i = 0; i < plan.peers.size(); ++i) {
     m_pending.push_back(i);
@@ -56,7 +58,7 @@ awaitable<void> Fanout::lane(Event& ended)
   while (!m_pending.empty() && !m_failure) {
     const std::size_t index = m_pending.front();
     m_pending.pop_front();
-    auto session = std::make_shared<NodeSession>(m_plan, m_plan.peers[index], m_view);
+    auto session = std::make_shared<NodeSession>(m_plan, m_plan.peers[index], m_view, m_router);
     m_active.insert(session.get());
     ++m_sessions_running;
     // NodeSession::run() calls `uploaded` exactly once, so this lane outlives the reference.
@@ -95,6 +97,7 @@ void Fanout::interrupt()
     m_results[index].state = NodeState::cancelled;
     m_results[index].detail = "not started";
     m_never_started.push_back(index);
+    m_router.node_ended(std::uint32_t(index)); // its messages' senders and receivers fail
   }
   m_pending.clear();
   for (NodeSession* session : m_active) {

@@ -2,6 +2,7 @@
 // Runs every node of a plan, at most --fanout of them connecting or uploading at once, and
 // collects their results.
 
+#include "master/msg_router.hpp"
 #include "master/node_result.hpp"
 #include "master/output_view.hpp"
 #include "master/run_plan.hpp"
@@ -36,6 +37,7 @@ private:
 
   const RunPlan& m_plan;
   OutputView& m_view;
+  MsgRouter m_router; // node-to-node messages of this run
   std::deque<std::size_t> m_pending;
   std::set<NodeSession*> m_active;
   std::vector<NodeResult> m_results;

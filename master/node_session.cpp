@@ -42,8 +42,8 @@ struct NodeSession::Pinger {
   }
 };
 
-NodeSession::NodeSession(const RunPlan& plan, const Peer& peer, OutputView& view)
-    : m_plan(plan), m_peer(peer), m_view(view)
+NodeSession::NodeSession(const RunPlan& plan, const Peer& peer, OutputView& view, MsgRouter& router)
+    : m_plan(plan), m_peer(peer), m_view(view), m_router(router)
 {
 }
 
@@ -128,6 +128,9 @@ awaitable<NodeResult> NodeSession::run(std::function<void()> uploaded)
     }
     m_result.run = lap();
     m_phase = Phase::closing;
+    // The job is over: other nodes' sends to it fail from now on, their receives once they have
+    // what it sent.
+    m_router.node_ended(std::uint32_t(m_peer.index));
     co_await say_bye();
   } catch (const HandshakeError& e) {
     m_result.state = NodeState::rejected;
@@ -171,6 +174,7 @@ awaitable<NodeResult> NodeSession::run(std::function<void()> uploaded)
                                   : "connection lost — output may be incomplete";
     }
   }
+  m_router.node_ended(std::uint32_t(m_peer.index)); // also when it never started
   release_slot();
   if (m_pinger) {
     m_pinger->done = true;
@@ -214,6 +218,9 @@ awaitable<void> NodeSession::connect()
   m_result.kept_dir = welcome.job_dir;
   m_worker_has_stdin = std::find(welcome.features.begin(), welcome.features.end(), "stdin") !=
                        welcome.features.end();
+  m_worker_has_msg = std::find(welcome.features.begin(), welcome.features.end(), "msg") !=
+                         welcome.features.end() &&
+                     m_plan.peers.size() <= k_max_msg_nodes;
   log_debug("%s: session %s with %s (worker %s)", m_peer.label.c_str(), welcome.session.c_str(),
             escape_for_log(welcome.worker).c_str(), escape_for_log(welcome.version).c_str());
   arm(k_idle_limit);
@@ -299,6 +306,9 @@ RunBody NodeSession::make_run(std::uint32_t id, const std::string& command) cons
   run.env["DISTCOMP_JOB_ID"] = m_plan.job_id;
   run.env["DISTCOMP_RANK"] = node_id; // one process per node for now
   run.env["DISTCOMP_SIZE"] = n_nodes;
+  if (m_worker_has_msg) {
+    run.msg = RunBody::Msg{std::uint32_t(m_peer.index), std::uint32_t(m_plan.peers.size())};
+  }
   return run;
 }
 
@@ -307,6 +317,13 @@ awaitable<bool> NodeSession::run_command(std::uint32_t id, const std::string& co
   const std::string run_body = dump_body(to_json(make_run(id, command)));
   co_await m_channel->send(RecordType::run, run_body);
   m_running_id = id;
+  if (m_worker_has_msg && !m_msg_open) {
+    // The worker opens the endpoint at this RUN; whatever we forward now arrives after it.
+    m_msg_open = true;
+    m_router.open(
+        std::uint32_t(m_peer.index),
+        [channel = m_channel](RecordType type, ByteView body) { channel->post(type, body); });
+  }
   if (m_plan.stdin_bytes) {
     // Each command reads the whole of stdin, from the start, as its credit allows.
     m_stdin_sent = 0;
@@ -384,8 +401,21 @@ awaitable<Record> NodeSession::next()
       co_await m_view.wait_writable();
       continue;
     }
+    case RecordType::msg_data:
+      m_router.on_data(std::uint32_t(m_peer.index), record->body);
+      continue;
+    case RecordType::msg_barrier:
+      m_router.on_barrier(std::uint32_t(m_peer.index), record->body);
+      continue;
+    case RecordType::msg_active:
+      m_router.on_active(std::uint32_t(m_peer.index), record->body);
+      continue;
     case RecordType::window: {
       const WindowBody w = window_from(parse_body(record->body));
+      if (w.stream == "msg") {
+        m_router.on_window(std::uint32_t(m_peer.index), w.id, w.bytes);
+        continue;
+      }
       // Credit for a command that already ended (its EXIT crossed our data) is moot.
       if (m_plan.stdin_bytes && w.stream == "stdin" && m_running_id && w.id == *m_running_id) {
         m_stdin_credit += w.bytes;

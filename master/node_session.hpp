@@ -4,6 +4,7 @@
 
 #include "common/channel.hpp"
 #include "common/messages.hpp"
+#include "master/msg_router.hpp"
 #include "master/node_result.hpp"
 #include "master/output_view.hpp"
 #include "master/run_plan.hpp"
@@ -15,7 +16,7 @@ namespace dc::master {
 
 class NodeSession {
 public:
-  NodeSession(const RunPlan& plan, const Peer& peer, OutputView& view);
+  NodeSession(const RunPlan& plan, const Peer& peer, OutputView& view, MsgRouter& router);
   ~NodeSession();
   NodeSession(const NodeSession&) = delete;
   NodeSession& operator=(const NodeSession&) = delete;
@@ -48,6 +49,7 @@ private:
   const RunPlan& m_plan;
   const Peer& m_peer;
   OutputView& m_view;
+  MsgRouter& m_router;
   std::shared_ptr<Channel> m_channel;
   std::unique_ptr<Deadline> m_deadline;
   Clock::duration m_limit{}; // what m_deadline currently allows
@@ -59,6 +61,8 @@ private:
   std::size_t m_stdin_sent = 0;     // bytes of the plan's stdin sent for the running command
   std::uint64_t m_stdin_credit = 0; // bytes the worker still accepts (WINDOW)
   bool m_stdin_eof_sent = false;
+  bool m_worker_has_msg = false; // WELCOME announced the "msg" feature
+  bool m_msg_open = false;       // the router routes this node's messages
   NodeResult m_result;
 };
 

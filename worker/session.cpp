@@ -2,6 +2,7 @@
 
 #include "common/log.hpp"
 #include "worker/host_facts.hpp"
+#include "worker/msg_endpoint.hpp"
 #include "worker/process.hpp"
 
 #include <cerrno>
@@ -209,7 +210,7 @@ awaitable<void> Session::on_hello(const Record& record)
   welcome.worker = m_state.facts.value("hostname", "");
   welcome.version = DC_VERSION;
   welcome.session = m_channel.session_id();
-  welcome.features = {"bundle", "cancel", "ping", "stdin", "status"};
+  welcome.features = {"bundle", "cancel", "ping", "stdin", "status", "msg"};
   welcome.facts = m_state.facts;
   const Limits& l = m_state.options.limits;
   welcome.limits = {{"max_runs", l.max_runs_per_session},
@@ -245,6 +246,13 @@ awaitable<bool> Session::handle(Record& record)
     co_return true;
   case RecordType::status:
     co_await on_status(record);
+    co_return true;
+  case RecordType::msg_data:
+  case RecordType::msg_end:
+  case RecordType::msg_barrier:
+  case RecordType::msg_active:
+  case RecordType::window:
+    co_await on_msg_record(record);
     co_return true;
   case RecordType::ping:
     co_await m_channel.send(RecordType::pong, record.body);
@@ -383,6 +391,20 @@ std::vector<std::string> Session::job_environment(const RunBody& run) const
   for (const auto& [k, v] : run.env) {
     env[k] = v;
   }
+  if (m_msg) {
+    // The endpoint and the three clients, with no install step on the node.
+    env["DISTCOMP_MSG_SOCKET"] = m_msg->socket_path();
+    const ClientFiles& files = m_state.client_files;
+    const auto prepend = [&env](const std::string& name, const std::string& dir) {
+      if (!dir.empty()) {
+        const auto it = env.find(name);
+        env[name] = it == env.end() || it->second.empty() ? dir : dir + ":" + it->second;
+      }
+    };
+    prepend("CPATH", files.include_dir);
+    prepend("PYTHONPATH", files.python_dir);
+    prepend("PATH", files.bin_dir);
+  }
   // Marks every process of this job, so ones that escape their group can still be found.
   env[m_job_marker.substr(0, m_job_marker.find('='))] = m_channel.session_id();
   std::vector<std::string> out;
@@ -441,6 +463,9 @@ awaitable<void> Session::on_run(const Record& record)
                         false, run.id);
     co_return;
   }
+  if (run.msg && !co_await open_msg_endpoint(run)) {
+    co_return;
+  }
   ++m_runs;
   auto cmd = std::make_shared<Command>(m_channel.socket().get_executor());
   cmd->id = run.id;
@@ -496,6 +521,72 @@ awaitable<void> Session::on_status(const Record& record)
   reply.sessions = static_cast<std::uint32_t>(m_state.sessions.size() - 1);
   const std::string body = dump_body(to_json(reply));
   co_await m_channel.send(RecordType::status_reply, body);
+}
+
+awaitable<bool> Session::open_msg_endpoint(const RunBody& run)
+{
+  if (m_msg) {
+    if (m_msg->rank() != run.msg->rank || m_msg->size() != run.msg->size) {
+      co_await send_error("bad_request", "RUN: msg rank and size differ from the job's", false,
+                          run.id);
+      co_return false;
+    }
+    co_return true;
+  }
+  std::string failure;
+  try {
+    m_msg =
+        std::make_shared<MsgEndpoint>(m_channel, run.msg->rank, run.msg->size, m_job_dir, m_label);
+    m_msg->start();
+  } catch (const std::system_error& e) {
+    m_msg.reset();
+    failure = e.what();
+  }
+  if (!failure.empty()) {
+    log_warn("%s: cannot open the message socket: %s", m_label.c_str(), failure.c_str());
+    co_await send_error("io_error", "cannot open the message socket: " + failure, false, run.id);
+    co_return false;
+  }
+  co_return true;
+}
+
+awaitable<void> Session::on_msg_record(const Record& record)
+{
+  std::string violation;
+  if (!m_msg && !(record.type == RecordType::window)) {
+    violation = std::string(to_string(record.type)) + " before any RUN with msg";
+  } else {
+    try {
+      switch (record.type) {
+      case RecordType::msg_data:
+        m_msg->on_data(record.body);
+        break;
+      case RecordType::msg_end:
+        m_msg->on_end(record.body);
+        break;
+      case RecordType::msg_barrier:
+        m_msg->on_barrier(record.body);
+        break;
+      case RecordType::msg_active:
+        m_msg->on_active(record.body);
+        break;
+      default: {
+        const WindowBody w = window_from(parse_body(record.body));
+        if (w.stream != "msg" || !m_msg) {
+          violation = "WINDOW from the master is only for stream \"msg\" of a messaging job";
+        } else {
+          m_msg->on_window(w);
+        }
+      }
+      }
+    } catch (const ProtocolError& e) {
+      violation = e.what();
+    }
+  }
+  if (!violation.empty()) {
+    co_await send_error("protocol", violation, true);
+    throw ProtocolError(violation);
+  }
 }
 
 void Session::terminate(const std::shared_ptr<Command>& cmd, const std::string& reason)
@@ -784,6 +875,10 @@ awaitable<void> Session::finish(const std::string& why)
   }
   if (!m_groups.empty()) {
     co_await kill_leftovers();
+  }
+  if (m_msg) {
+    co_await m_msg->close();
+    m_msg.reset();
   }
   if (!m_stop_reason.empty() && m_authenticated) {
     co_await send_error("shutdown", m_stop_reason, true);

@@ -6,6 +6,7 @@
 #include "common/bundle_writer.hpp"
 #include "common/channel.hpp"
 #include "common/messages.hpp"
+#include "worker/client_files.hpp"
 #include "worker/log_limiter.hpp"
 #include "worker/options.hpp"
 #include "worker/workdir.hpp"
@@ -19,6 +20,7 @@
 namespace dc::worker {
 
 class Session;
+class MsgEndpoint;
 
 // What all sessions of one worker share. Owned by the server; single-threaded.
 struct WorkerState {
@@ -31,6 +33,8 @@ struct WorkerState {
   LogLimiter preauth_log; // what unauthenticated peers can make us log
   // When the worker started, for STATUS_REPLY's uptime.
   Clock::time_point started = Clock::now();
+  // The messaging clients, put on every job's CPATH, PYTHONPATH and PATH.
+  ClientFiles client_files = find_client_files();
 };
 
 class Session {
@@ -61,6 +65,11 @@ private:
   awaitable<void> on_run(const Record& record);
   void on_cancel(const Record& record);
   awaitable<void> on_status(const Record& record);
+  // Feature "msg": MSG_DATA, MSG_END, MSG_BARRIER, MSG_ACTIVE and WINDOW(stream "msg") for the
+  // endpoint.
+  awaitable<void> on_msg_record(const Record& record);
+  // Opens the job's message endpoint at its first RUN with `msg`; false when refused (answered).
+  awaitable<bool> open_msg_endpoint(const RunBody& run);
   awaitable<void> run_command(std::shared_ptr<Command> cmd, RunBody run);
   awaitable<void> pump(std::shared_ptr<Command> cmd, bool is_stderr);
   awaitable<void> on_stdin(const Record& record);
@@ -95,6 +104,7 @@ private:
   std::string m_job_marker;    // "DISTCOMP_JOB_ID=…" in every process of the job
   std::string m_stop_reason;
   bool m_bye_received = false;
+  std::shared_ptr<MsgEndpoint> m_msg; // the job's messaging endpoint, once a RUN asked for it
 };
 
 } // namespace dc::worker

@@ -101,8 +101,10 @@ env | sed 's/=.*//' | sort | tr '\n' ' ' | sed 's/^/names=/'; echo
   const MasterRun again = c.run({"--cmd", "echo job=$DISTCOMP_JOB_ID"});
   REQUIRE(again.exit_code == 0);
 
-  const std::set<std::string> allowed = {"PATH",   "HOME", "USER", "LOGNAME", "LANG",   "TZ",
-                                         "TMPDIR", "FOO",  "PWD",  "SHLVL",   "OLDPWD", "_"};
+  // CPATH and PYTHONPATH carry the messaging clients (README: Node-to-node messages).
+  const std::set<std::string> allowed = {"PATH",   "HOME",   "USER",  "LOGNAME",   "LANG",
+                                         "TZ",     "TMPDIR", "FOO",   "PWD",       "SHLVL",
+                                         "OLDPWD", "_",      "CPATH", "PYTHONPATH"};
   for (std::size_t i = 0; i < c.size(); ++i) {
     const std::string label = c[i].address();
     const std::string n = std::to_string(i);

@@ -69,13 +69,17 @@ TEST_CASE("wire: every v1 type maps back to itself, reserved numbers are unknown
       CHECK(std::string(to_string(*t)) != "?");
     }
   }
-  CHECK(known == 23);
+  CHECK(known == 27);
   CHECK_FALSE(record_type_from(0x14).has_value()); // FETCH: reserved, not built yet
   CHECK(record_type_from(0x25) == RecordType::stdin_data);
   CHECK(record_type_from(0x27) == RecordType::window);
   CHECK(record_type_from(0x50) == RecordType::status);
   CHECK(record_type_from(0x51) == RecordType::status_reply);
   CHECK(std::string(to_string(RecordType::status_reply)) == "STATUS_REPLY");
+  CHECK(record_type_from(0x40) == RecordType::msg_data);
+  CHECK(record_type_from(0x43) == RecordType::msg_active);
+  CHECK_FALSE(record_type_from(0x44).has_value()); // reserved for messages, not in use
+  CHECK(std::string(to_string(RecordType::msg_barrier)) == "MSG_BARRIER");
 }
 
 TEST_CASE("wire: output bodies are a u32 id then bytes")
