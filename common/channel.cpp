@@ -1,6 +1,8 @@
 #include "common/channel.hpp"
 
+#include <algorithm>
 #include <cstring>
+#include <utility>
 
 namespace dc {
 
@@ -75,7 +77,7 @@ awaitable<void> Channel::write_raw(ByteView data)
 awaitable<void> Channel::send(RecordType type, ByteView body)
 {
   const auto out = m_out;
-  while (!out->error && out->queued.size() > k_max_queued) {
+  while (!out->error && out->queued_len > k_max_queued) {
     co_await out->progress.async_wait(as_tuple(use_awaitable));
   }
   post(type, body);
@@ -87,13 +89,16 @@ void Channel::post(RecordType type, ByteView body)
   if (out->error) {
     throw std::system_error(out->error);
   }
-  const Bytes plaintext = encode_plaintext(type, body);
-  const std::size_t len_at = out->queued.size();
-  out->queued.resize(len_at + 2);
-  m_send.encrypt_append({}, plaintext, out->queued);
-  const std::size_t len = out->queued.size() - len_at - 2;
-  out->queued[len_at] = static_cast<std::uint8_t>(len >> 8);
-  out->queued[len_at + 1] = static_cast<std::uint8_t>(len);
+  encode_plaintext(type, body, m_plaintext);
+  const std::size_t at = out->queued_len;
+  const std::size_t end = at + 2 + m_plaintext.size() + noise::k_tag_size;
+  if (out->queued.size() < end) {
+    out->queued.resize(std::max(end, 2 * out->queued.size()));
+  }
+  const std::size_t len = m_send.encrypt_into({}, m_plaintext, out->queued.data() + at + 2);
+  out->queued[at] = static_cast<std::uint8_t>(len >> 8);
+  out->queued[at + 1] = static_cast<std::uint8_t>(len);
+  out->queued_len = at + 2 + len;
   if (!out->writing) {
     out->writing = true;
     // Detached on purpose: the writer reports failures through out->error to every sender.
@@ -103,16 +108,16 @@ void Channel::post(RecordType type, ByteView body)
 
 awaitable<void> Channel::write_loop(std::shared_ptr<Outbox> out)
 {
-  Bytes writing;
+  Bytes& writing = out->spare;
   out->last_progress = Clock::now();
-  while (out->socket != nullptr && !out->queued.empty() && !out->error) {
-    writing.clear();
+  while (out->socket != nullptr && out->queued_len > 0 && !out->error) {
     writing.swap(out->queued); // records queued meanwhile go out in the next, batched, write
+    const std::size_t size = std::exchange(out->queued_len, 0);
     std::size_t done = 0;
-    while (done < writing.size() && out->socket != nullptr) {
+    while (done < size && out->socket != nullptr) {
       // write_some, not write: each partial write is progress that the stall check can see.
       auto [ec, n] = co_await out->socket->async_write_some(
-          asio::buffer(writing.data() + done, writing.size() - done), as_tuple(use_awaitable));
+          asio::buffer(writing.data() + done, size - done), as_tuple(use_awaitable));
       done += n;
       out->bytes_sent += n;
       out->last_progress = Clock::now();
@@ -124,6 +129,13 @@ awaitable<void> Channel::write_loop(std::shared_ptr<Outbox> out)
     out->progress.cancel();
     if (out->error) {
       break;
+    }
+  }
+  // The queue ran dry: a burst does not pin its buffers for the rest of the session.
+  constexpr std::size_t k_keep_capacity = 1u << 20;
+  for (Bytes* b : {&out->queued, &out->spare}) {
+    if (b->size() > k_keep_capacity && out->queued_len == 0) {
+      Bytes().swap(*b);
     }
   }
   if (out->socket == nullptr && !out->error) {
@@ -141,7 +153,7 @@ Clock::duration Channel::send_stalled_for() const
 awaitable<void> Channel::drain()
 {
   const auto out = m_out;
-  while (!out->error && (out->writing || !out->queued.empty())) {
+  while (!out->error && (out->writing || out->queued_len > 0)) {
     co_await out->progress.async_wait(as_tuple(use_awaitable));
   }
   if (out->error) {

@@ -70,19 +70,27 @@ Bytes CipherState::encrypt(ByteView ad, ByteView plaintext)
 
 void CipherState::encrypt_append(ByteView ad, ByteView plaintext, Bytes& out)
 {
+  const std::size_t offset = out.size();
+  out.resize(offset + plaintext.size() + (has_key() ? k_tag_size : 0));
+  encrypt_into(ad, plaintext, out.data() + offset);
+}
+
+std::size_t CipherState::encrypt_into(ByteView ad, ByteView plaintext, std::uint8_t* out)
+{
   if (!has_key()) {
-    out.insert(out.end(), plaintext.begin(), plaintext.end());
-    return;
+    if (!plaintext.empty()) {
+      std::memcpy(out, plaintext.data(), plaintext.size());
+    }
+    return plaintext.size();
   }
   check_nonce();
   const auto nonce = make_nonce(m_nonce);
-  const std::size_t offset = out.size();
-  out.resize(offset + plaintext.size() + k_tag_size);
   unsigned long long written = 0;
-  crypto_aead_chacha20poly1305_ietf_encrypt(out.data() + offset, &written, plaintext.data(),
-                                            plaintext.size(), ad.data(), ad.size(), nullptr,
-                                            nonce.data(), m_key->data());
+  crypto_aead_chacha20poly1305_ietf_encrypt(out, &written, plaintext.data(), plaintext.size(),
+                                            ad.data(), ad.size(), nullptr, nonce.data(),
+                                            m_key->data());
   ++m_nonce;
+  return static_cast<std::size_t>(written);
 }
 
 Bytes CipherState::decrypt(ByteView ad, ByteView ciphertext)

@@ -45,6 +45,9 @@ public:
   // Appends the ciphertext of `plaintext` to `out` (no temporary); `plaintext` must not point
   // into `out`. Throws like encrypt.
   void encrypt_append(ByteView ad, ByteView plaintext, Bytes& out);
+  // Writes the ciphertext (plaintext.size() + k_tag_size bytes) to `out`, which must not overlap
+  // `plaintext`; returns its size. Throws like encrypt.
+  std::size_t encrypt_into(ByteView ad, ByteView plaintext, std::uint8_t* out);
 
   std::uint64_t nonce() const { return m_nonce; }
   void set_nonce_for_test(std::uint64_t n) { m_nonce = n; }

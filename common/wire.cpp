@@ -164,16 +164,15 @@ const char* to_string(RecordType t)
   return "?";
 }
 
-Bytes encode_plaintext(RecordType type, ByteView body)
+void encode_plaintext(RecordType type, ByteView body, Bytes& out)
 {
   if (body.size() > k_max_body_size) {
     throw ProtocolError("record body too large");
   }
-  Bytes out;
+  out.clear();
   out.reserve(1 + body.size());
   out.push_back(static_cast<std::uint8_t>(type));
   put_bytes(out, body);
-  return out;
 }
 
 Record decode_plaintext(ByteView plaintext)

@@ -93,9 +93,9 @@ struct Record {
   Bytes body;
 };
 
-// Plaintext of a record: type byte then body. Throws ProtocolError on an unknown type or an
-// empty plaintext.
-Bytes encode_plaintext(RecordType type, ByteView body);
+// Plaintext of a record: type byte then body, written over `out` (a buffer the caller reuses).
+// decode_plaintext throws ProtocolError on an unknown type or an empty plaintext.
+void encode_plaintext(RecordType type, ByteView body, Bytes& out);
 Record decode_plaintext(ByteView plaintext);
 
 // STDOUT/STDERR/STDIN bodies: <id: u32> <bytes> (STDIN_EOF: the id alone). decode_output throws
