@@ -23,8 +23,16 @@ std::string Workdir::default_path()
   return "/var/tmp/distcomp-worker-" + std::to_string(geteuid());
 }
 
-Workdir::Workdir(std::string path) : m_path(std::move(path))
+Workdir::Workdir(std::string path)
 {
+  // Absolute, so that DISTCOMP_JOB_DIR, TMPDIR and the message socket a job is given name the
+  // same place from the job's own directory (a worker may be started with `--workdir wd`).
+  std::error_code not_absolute;
+  const auto absolute = std::filesystem::absolute(path, not_absolute);
+  m_path = not_absolute ? std::move(path) : absolute.lexically_normal().string();
+  while (m_path.size() > 1 && m_path.back() == '/') {
+    m_path.pop_back();
+  }
   if (mkdir(m_path.c_str(), 0700) != 0 && errno != EEXIST) {
     throw ConfigError("workdir " + m_path + ": " + std::strerror(errno));
   }

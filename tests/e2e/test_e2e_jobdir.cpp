@@ -34,6 +34,24 @@ TEST_CASE(
   CHECK(read_file(kept + "/shipped.txt") == "shipped content\n");
 }
 
+TEST_CASE("e2e: jobdir: a worker started with a relative --workdir gives jobs absolute paths")
+{
+  TempDir home;
+  const std::string key = make_key(home);
+  WorkerProcess worker(WorkerConfig{key, {}, "127.0.0.1", {}, "relative-wd", home.path()});
+  const std::string peers = write_peers(home, {worker.address()});
+  const MasterRun run = run_master(
+      {"--peers", peers, "--key", key, "--cmd",
+       "cd /; echo \"dir=$DISTCOMP_JOB_DIR\"; echo \"tmp=$TMPDIR\"; [ -d \"$DISTCOMP_JOB_DIR\" ] "
+       "&& [ -d \"$TMPDIR\" ] && echo found"});
+  CAPTURE(run.err);
+  CHECK(run.exit_code == 0);
+  const std::string label = worker.address() + " | ";
+  CHECK(line_value(run.out, label + "dir=").rfind(home / "relative-wd/job-", 0) == 0);
+  CHECK(line_value(run.out, label + "tmp=").rfind(home / "relative-wd/job-", 0) == 0);
+  CHECK(run.has_stdout_line(label + "found"));
+}
+
 TEST_CASE("e2e: jobdir: a restarted worker removes job dirs left by a crash but not kept ones")
 {
   TempDir dir;

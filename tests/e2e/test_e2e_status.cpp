@@ -284,7 +284,7 @@ TEST_CASE("e2e: status: the worker answers STATUS at any time after WELCOME, eve
 {
   TempDir dir;
   const std::string key = make_key(dir);
-  WorkerProcess worker(WorkerConfig{key, {}, "127.0.0.1", {}, ""});
+  WorkerProcess worker(WorkerConfig{key, {}, "127.0.0.1", {}, "", ""});
   RawClient client(worker.address(), key);
   client.handshake();
   const dc::Welcome welcome = client.hello();
@@ -321,7 +321,7 @@ TEST_CASE("e2e: status: STATUS before HELLO is a protocol error and the session 
 {
   TempDir dir;
   const std::string key = make_key(dir);
-  WorkerProcess worker(WorkerConfig{key, {}, "127.0.0.1", {}, ""});
+  WorkerProcess worker(WorkerConfig{key, {}, "127.0.0.1", {}, "", ""});
   RawClient client(worker.address(), key);
   client.handshake();
   client.send_json(dc::RecordType::status, dc::Json::object());

@@ -231,7 +231,7 @@ WorkerProcess::WorkerProcess(WorkerConfig config) : m_bind(config.bind)
                                    "--key",  m_key,       "--workdir", m_workdir};
   args.insert(args.end(), config.extra.begin(), config.extra.end());
   int out_fd = -1, err_fd = -1;
-  m_pid = spawn(DC_WORKER_BIN, args, out_fd, err_fd, "", config.env);
+  m_pid = spawn(DC_WORKER_BIN, args, out_fd, err_fd, config.cwd, config.env);
   close(out_fd);
   m_stderr = std::make_unique<OutputCollector>(err_fd);
   const auto text = m_stderr->wait_for("listening on ", std::chrono::seconds(20));

@@ -66,6 +66,7 @@ struct WorkerConfig {
   std::string bind = "127.0.0.1";
   std::vector<std::string> env; // added to the worker's own environment ("K=V")
   std::string workdir;          // default: "workdir" in the worker's own temp dir
+  std::string cwd;              // the worker's working directory; default: ours
 };
 
 class WorkerProcess {
