@@ -235,10 +235,22 @@ awaitable<void> NodeSession::upload()
   if (want.body.size() != (files + 7) / 8) {
     throw ProtocolError("WANT bitmap of the wrong length");
   }
+  UploadStats stats;
+  stats.files = files;
+  stats.bytes = manifest.total_bytes();
+  std::vector<std::uint64_t> sizes; // of the files, in manifest order
+  sizes.reserve(files);
+  for (const auto& e : manifest.entries) {
+    if (e.kind == EntryKind::file) {
+      sizes.push_back(e.size);
+    }
+  }
   for (std::size_t i = 0; i < files; ++i) {
     if ((want.body[i / 8] >> (i % 8) & 1) == 0) {
       continue;
     }
+    ++stats.sent_files;
+    stats.sent_bytes += sizes[i];
     const std::shared_ptr<const Bytes> blob = m_plan.blobs->blob(i);
     for (std::size_t at = 0; at < blob->size(); at += k_max_body_size) {
       co_await m_channel->send(
@@ -254,7 +266,9 @@ awaitable<void> NodeSession::upload()
   if (ok.type != RecordType::bundle_ok) {
     throw ProtocolError(std::string("expected BUNDLE_OK, got ") + to_string(ok.type));
   }
-  bundle_ok_from(parse_body(ok.body));
+  const BundleOkBody confirmed = bundle_ok_from(parse_body(ok.body));
+  stats.cached_files = std::min<std::uint64_t>(confirmed.from_cache, files);
+  m_result.upload_stats = stats;
 }
 
 void NodeSession::send_stdin()

@@ -6,6 +6,7 @@
 #include "common/bundle_writer.hpp"
 #include "common/channel.hpp"
 #include "common/messages.hpp"
+#include "worker/blob_cache.hpp"
 #include "worker/log_limiter.hpp"
 #include "worker/options.hpp"
 #include "worker/workdir.hpp"
@@ -31,6 +32,7 @@ struct WorkerState {
   LogLimiter preauth_log; // what unauthenticated peers can make us log
   // When the worker started, for STATUS_REPLY's uptime.
   Clock::time_point started = Clock::now();
+  BlobCache* cache = nullptr; // the content cache; null with --no-cache
 };
 
 class Session {
