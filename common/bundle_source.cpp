@@ -12,6 +12,7 @@
 #include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
+#include <fstream>
 #include <stdexcept>
 #include <sys/stat.h>
 #include <system_error>
@@ -22,6 +23,8 @@ namespace dc {
 static_assert(k_max_bundle_slice == k_max_body_size, "a slice must fit one record body");
 
 namespace {
+
+constexpr off_t k_max_ignore_file = 1 << 20; // bytes of one .distcompignore: a list, not data
 
 // Opens a regular file for reading without following a symlink or blocking on a FIFO that
 // replaced it since the scan. Returns -1 with errno set (ELOOP/EINVAL for a non-regular file).
@@ -77,9 +80,19 @@ struct Found {
   struct stat st;
 };
 
-// Walks the arguments, collecting entries and every reason to refuse them.
+// Walks the arguments, collecting entries and every reason to refuse them, leaving out what the
+// ignore rules name.
 class Scanner {
 public:
+  explicit Scanner(const std::vector<std::string>& ignore_patterns)
+  {
+    for (const auto& p : ignore_patterns) {
+      m_rules.add_option_pattern(p);
+    }
+  }
+
+  std::size_t ignored() const { return m_ignored; }
+
   void add_argument(const std::string& arg)
   {
     struct stat st {};
@@ -95,9 +108,12 @@ public:
     const auto slash = base.rfind('/');
     const std::string name = slash == std::string::npos ? base : base.substr(slash + 1);
     const bool contents = trailing_slash || name.empty() || name == "." || name == "..";
+    // Ignore rules see paths relative to the directory that was named.
     if (contents && S_ISDIR(st.st_mode)) {
+      m_root.clear();
       walk(base.empty() ? "/" : base, "");
     } else {
+      m_root = name;
       add(arg, name, st);
     }
   }
@@ -144,7 +160,50 @@ private:
     }
   }
 
+  // `bundle_path` relative to the directory named on the command line.
+  std::string relative(const std::string& bundle_path) const
+  {
+    if (m_root.empty()) {
+      return bundle_path;
+    }
+    return bundle_path.size() > m_root.size() ? bundle_path.substr(m_root.size() + 1) : "";
+  }
+
+  // Reads `local_dir`/.distcompignore, if there is one, into the rules for that directory.
+  void read_ignore_file(const std::string& local_dir, const std::string& rel_dir)
+  {
+    const std::string path =
+        (local_dir == "/" ? "" : local_dir) + "/" + std::string(k_ignore_file_name);
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      return; // none (a symlink of that name is refused like any other)
+    }
+    if (st.st_size > k_max_ignore_file) {
+      offend(escape_for_log(path) + " (larger than 1 MiB)");
+      return;
+    }
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      offend(escape_for_log(path) + ": " + std::strerror(errno));
+      return;
+    }
+    std::string line;
+    while (std::getline(in, line)) {
+      m_rules.add_file_line(line, rel_dir);
+    }
+  }
+
   void walk(const std::string& local_dir, const std::string& prefix)
+  {
+    const std::size_t rules_before = m_rules.size();
+    const std::string rel_dir = relative(prefix);
+    read_ignore_file(local_dir, rel_dir);
+    walk_entries(local_dir, prefix, rel_dir);
+    m_rules.truncate(rules_before); // a directory's rules end with it
+  }
+
+  void walk_entries(const std::string& local_dir, const std::string& prefix,
+                    const std::string& rel_dir)
   {
     DIR* dir = ::opendir(local_dir.c_str());
     if (dir == nullptr) {
@@ -173,6 +232,11 @@ private:
         offend(escape_for_log(local) + ": " + std::strerror(errno));
         continue;
       }
+      if (!m_rules.empty() &&
+          m_rules.ignored(rel_dir.empty() ? name : rel_dir + "/" + name, S_ISDIR(st.st_mode))) {
+        ++m_ignored; // before any check: an ignored socket or link is no reason to refuse
+        continue;
+      }
       add(local, prefix.empty() ? name : prefix + "/" + name, st);
     }
   }
@@ -180,6 +244,9 @@ private:
   std::vector<Found> m_found;
   std::vector<std::string> m_offences;
   std::size_t m_offence_count = 0;
+  IgnoreRules m_rules;
+  std::string m_root; // bundle path of the directory named on the command line ("" = contents)
+  std::size_t m_ignored = 0;
 };
 
 // Hashes a file in k_hash_chunk reads; returns false with errno set if it cannot be read.
@@ -233,10 +300,11 @@ Bytes compress_whole(ByteView data, int level)
 
 } // namespace
 
-BundleSource scan_sources(const std::vector<std::string>& args)
+BundleSource scan_sources(const std::vector<std::string>& args,
+                          const std::vector<std::string>& ignore_patterns)
 {
   init_sodium();
-  Scanner scanner;
+  Scanner scanner(ignore_patterns);
   for (const auto& arg : args) {
     scanner.add_argument(arg);
   }
@@ -253,6 +321,7 @@ BundleSource scan_sources(const std::vector<std::string>& args)
   scanner.throw_if_offended(); // before reading any content
 
   BundleSource source;
+  source.ignored = scanner.ignored();
   source.manifest.entries.reserve(found.size());
   Bytes buffer; // one read buffer for every file
   for (const auto& f : found) {

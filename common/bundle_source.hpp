@@ -4,6 +4,7 @@
 // worker will use it for --fetch results.
 
 #include "common/bytes.hpp"
+#include "common/ignore_rules.hpp"
 #include "common/manifest.hpp"
 
 #include <cstddef>
@@ -24,17 +25,21 @@ struct BundleSource {
   Manifest manifest;
   std::vector<std::string> file_paths; // local path of each *file* entry, in manifest file order
   Bytes compressed_manifest;           // one zstd frame of encode_manifest(manifest)
+  std::size_t ignored = 0;             // entries left out by ignore rules (not walked into)
 };
 
 // Scans --send arguments with rsync's convention: "src/" (or "src/.", ".", "/") sends the contents
 // of src at the job root, "src" sends the directory itself, a file is sent under its base name
 // ("../x" is fine: only the base name is used). Directories are walked recursively; a file is
 // executable if any x bit is set; mtimes come from lstat; contents are hashed (BLAKE2b-256, 1 MiB
-// reads). No arguments give an empty manifest. Throws ConfigError listing up to 20 offenders in one
+// reads). No arguments give an empty manifest. Inside each directory named, entries matched by
+// `ignore_patterns` (--ignore) or a .distcompignore file are left out (ignore_rules.hpp); what is
+// named on the command line is always sent. Throws ConfigError listing up to 20 offenders in one
 // message ("cannot send: a/link (symbolic link), b/fifo (fifo)") for symlinks, devices, FIFOs,
 // sockets, names invalid under validate_bundle_path, paths sent twice, missing or unreadable
-// arguments ("cannot send: x: No such file or directory").
-BundleSource scan_sources(const std::vector<std::string>& args);
+// arguments ("cannot send: x: No such file or directory"), and for an empty ignore pattern.
+BundleSource scan_sources(const std::vector<std::string>& args,
+                          const std::vector<std::string>& ignore_patterns = {});
 
 // Compresses blobs once per run and hands the same bytes to every node that wants them. Files with
 // the same hash share one blob. Thread-compatible (use from one thread). `source` is borrowed and

@@ -79,7 +79,10 @@ int run(const Options& options)
     return run_status(plan);
   }
   if (!options.send.empty()) {
-    plan.bundle = std::make_unique<BundleSource>(scan_sources(options.send));
+    plan.bundle = std::make_unique<BundleSource>(scan_sources(options.send, options.ignore));
+    if (plan.bundle->ignored > 0) {
+      log_debug("--send: %zu entries left out by ignore rules", plan.bundle->ignored);
+    }
     plan.blobs = std::make_unique<BlobCompressor>(*plan.bundle);
   }
 

@@ -311,3 +311,57 @@ TEST_CASE("bundle_source: split_slices cuts at the record body limit")
   CHECK(dc::split_slices(data, 1).size() == data.size());
   CHECK_THROWS_AS(dc::split_slices(data, 0), std::invalid_argument);
 }
+
+namespace {
+
+std::vector<std::string> manifest_paths(const dc::BundleSource& s)
+{
+  std::vector<std::string> out;
+  for (const auto& e : s.manifest.entries) {
+    out.push_back(e.path);
+  }
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("bundle source: .distcompignore files and --ignore patterns leave entries out")
+{
+  ScratchDir d;
+  const std::string src = d / "src";
+  std::filesystem::create_directories(src + "/.git/objects");
+  std::filesystem::create_directories(src + "/build");
+  std::filesystem::create_directories(src + "/lib/data");
+  write_file(src + "/.git/objects/x", "git object");
+  write_file(src + "/build/app", "binary");
+  write_file(src + "/main.c", "int main;");
+  write_file(src + "/main.o", "object");
+  write_file(src + "/keep.o", "kept object");
+  write_file(src + "/notes.tmp", "scratch");
+  write_file(src + "/lib/data/big.bin", "big");
+  write_file(src + "/lib/util.c", "util");
+  write_file(src + "/.distcompignore", "# ours\n.git/\nbuild/\n*.o\n!keep.o\n");
+  write_file(src + "/lib/.distcompignore", "/data\n");
+  // An ignored symlink or socket is no reason to refuse the send.
+  REQUIRE(::symlink("/etc/passwd", (src + "/build/link").c_str()) == 0);
+
+  dc::BundleSource s = dc::scan_sources({src + "/"}, {"*.tmp"});
+  CHECK(manifest_paths(s) == std::vector<std::string>{".distcompignore", "keep.o", "lib",
+                                                      "lib/.distcompignore", "lib/util.c",
+                                                      "main.c"});
+  CHECK(s.ignored == 5); // .git, build, main.o, notes.tmp, lib/data
+
+  // Sending the directory itself: rules stay relative to it.
+  s = dc::scan_sources({src}, {"/lib/util.c"});
+  CHECK(manifest_paths(s) == std::vector<std::string>{"src", "src/.distcompignore", "src/keep.o",
+                                                      "src/lib", "src/lib/.distcompignore",
+                                                      "src/main.c", "src/notes.tmp"});
+
+  // What is named on the command line is sent even if a pattern matches it.
+  s = dc::scan_sources({src + "/main.o"}, {"*.o"});
+  CHECK(manifest_paths(s) == std::vector<std::string>{"main.o"});
+
+  // Without rules the symlink is refused as before.
+  std::filesystem::remove(src + "/.distcompignore");
+  CHECK_THROWS_AS(dc::scan_sources({src + "/"}), dc::ConfigError);
+}
