@@ -235,6 +235,7 @@ awaitable<void> NodeSession::upload()
   if (want.body.size() != (files + 7) / 8) {
     throw ProtocolError("WANT bitmap of the wrong length");
   }
+  Bytes scratch; // one record's worth of a spooled blob
   UploadStats stats;
   stats.files = files;
   stats.bytes = manifest.total_bytes();
@@ -251,11 +252,12 @@ awaitable<void> NodeSession::upload()
     }
     ++stats.sent_files;
     stats.sent_bytes += sizes[i];
-    const std::shared_ptr<const Bytes> blob = m_plan.blobs->blob(i);
-    for (std::size_t at = 0; at < blob->size(); at += k_max_body_size) {
-      co_await m_channel->send(
-          RecordType::blob_data,
-          ByteView(*blob).subspan(at, std::min(k_max_body_size, blob->size() - at)));
+    const BlobRef blob = m_plan.blobs->frame(i);
+    for (std::uint64_t at = 0; at < blob.size; at += k_max_body_size) {
+      // A spooled blob is read a slice at a time into `scratch`, which stays untouched until
+      // send() has queued it.
+      const ByteView slice = m_plan.blobs->read(blob, at, k_max_body_size, scratch);
+      co_await m_channel->send(RecordType::blob_data, slice);
       if (m_cancelled) {
         throw std::system_error(asio::error::operation_aborted);
       }

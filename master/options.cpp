@@ -117,6 +117,7 @@ Options parse_options(int argc, char** argv)
     ("x,exclude", "hostlist of nodes to leave out; a host without :port on every port (repeatable)", cxxopts::value<std::vector<std::string>>())
     ("g,group", "only the peers file's nodes with group=GROUP (repeatable)", cxxopts::value<std::vector<std::string>>())
     ("s,send", "file or directory to ship (repeatable); 'dir/' sends its contents, 'dir' the directory itself", cxxopts::value<std::vector<std::string>>())
+    ("no-hash-cache", "hash every sent file again instead of trusting the hash cache ($XDG_CACHE_HOME/distcomp/hashes) for unchanged ones")
     ("ignore", "leave out what PATTERN matches inside sent directories, as a .distcompignore line would (repeatable; e.g. '*.o', 'build/', '/data/**')", cxxopts::value<std::vector<std::string>>())
     ("c,cmd", "command to run on every node (repeatable; run in order)", cxxopts::value<std::vector<std::string>>())
     ("e,env", "K=V added to every command's environment (repeatable)", cxxopts::value<std::vector<std::string>>())
@@ -183,6 +184,7 @@ Options parse_options(int argc, char** argv)
   if (r.count("send")) {
     o.send = r["send"].as<std::vector<std::string>>();
   }
+  o.hash_cache = r.count("no-hash-cache") == 0;
   if (r.count("ignore")) {
     o.ignore = r["ignore"].as<std::vector<std::string>>();
     if (o.send.empty()) {

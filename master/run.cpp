@@ -79,7 +79,17 @@ int run(const Options& options)
     return run_status(plan);
   }
   if (!options.send.empty()) {
-    plan.bundle = std::make_unique<BundleSource>(scan_sources(options.send, options.ignore));
+    std::optional<HashCache> hashes;
+    if (options.hash_cache) {
+      hashes.emplace(default_hash_cache_path());
+    }
+    plan.bundle = std::make_unique<BundleSource>(
+        scan_sources(options.send, options.ignore, hashes ? &*hashes : nullptr));
+    if (hashes) {
+      log_debug("--send: %zu files read, %zu unchanged since the hash cache saw them",
+                plan.bundle->files_read, hashes->hits());
+      hashes->save();
+    }
     if (plan.bundle->ignored > 0) {
       log_debug("--send: %zu entries left out by ignore rules", plan.bundle->ignored);
     }
