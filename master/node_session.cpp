@@ -101,6 +101,7 @@ awaitable<NodeResult> NodeSession::run()
     if (m_plan.bundle) {
       co_await upload();
     }
+    upload_ended();
     m_result.upload = lap();
     m_phase = Phase::running;
     m_result.state = NodeState::ok;
@@ -167,6 +168,7 @@ awaitable<NodeResult> NodeSession::run()
     m_pinger->done = true;
     m_pinger->timer.cancel();
   }
+  upload_ended(); // a node that failed before or during its upload is done with it too
   if (m_result.state == NodeState::ok && m_cancelled) {
     m_result.state = NodeState::cancelled;
   }
@@ -180,6 +182,14 @@ awaitable<NodeResult> NodeSession::run()
     m_channel->close();
   }
   co_return m_result;
+}
+
+void NodeSession::upload_ended()
+{
+  if (m_plan.progress != nullptr && !m_upload_reported) {
+    m_upload_reported = true;
+    m_plan.progress->node_done();
+  }
 }
 
 void NodeSession::arm(Clock::duration limit)
@@ -246,6 +256,13 @@ awaitable<void> NodeSession::upload()
       sizes.push_back(e.size);
     }
   }
+  if (m_plan.progress != nullptr) {
+    std::uint64_t wanted = 0;
+    for (std::size_t i = 0; i < files; ++i) {
+      wanted += (want.body[i / 8] >> (i % 8) & 1) != 0 ? sizes[i] : 0;
+    }
+    m_plan.progress->wanted(wanted);
+  }
   for (std::size_t i = 0; i < files; ++i) {
     if ((want.body[i / 8] >> (i % 8) & 1) == 0) {
       continue;
@@ -253,11 +270,23 @@ awaitable<void> NodeSession::upload()
     ++stats.sent_files;
     stats.sent_bytes += sizes[i];
     const BlobRef blob = m_plan.blobs->frame(i);
+    std::uint64_t credited = 0; // content bytes of this file reported to the progress bar
     for (std::uint64_t at = 0; at < blob.size; at += k_max_body_size) {
       // A spooled blob is read a slice at a time into `scratch`, which stays untouched until
       // send() has queued it.
       const ByteView slice = m_plan.blobs->read(blob, at, k_max_body_size, scratch);
       co_await m_channel->send(RecordType::blob_data, slice);
+      if (m_plan.progress != nullptr) {
+        // Content bytes pro rata of the compressed bytes sent; the last slice credits the rest.
+        const std::uint64_t end = at + slice.size();
+        const std::uint64_t upto = end >= blob.size
+                                       ? sizes[i]
+                                       : static_cast<std::uint64_t>(static_cast<double>(sizes[i]) *
+                                                                    static_cast<double>(end) /
+                                                                    static_cast<double>(blob.size));
+        m_plan.progress->sent(upto - std::min(upto, credited));
+        credited = std::max(credited, upto);
+      }
       if (m_cancelled) {
         throw std::system_error(asio::error::operation_aborted);
       }

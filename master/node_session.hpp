@@ -42,6 +42,7 @@ private:
   // --stdin: sends as much of the run's stdin as the worker's credit allows, then STDIN_EOF.
   void send_stdin();
   void arm(Clock::duration limit); // (re)starts the connection's deadline
+  void upload_ended();             // tells the progress bar, once
 
   const RunPlan& m_plan;
   const Peer& m_peer;
@@ -57,6 +58,7 @@ private:
   std::size_t m_stdin_sent = 0;     // bytes of the plan's stdin sent for the running command
   std::uint64_t m_stdin_credit = 0; // bytes the worker still accepts (WINDOW)
   bool m_stdin_eof_sent = false;
+  bool m_upload_reported = false; // to the progress bar
   NodeResult m_result;
 };
 
