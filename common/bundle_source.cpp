@@ -9,9 +9,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
+#include <filesystem>
+#include <fstream>
 #include <stdexcept>
 #include <sys/stat.h>
 #include <system_error>
@@ -22,6 +25,8 @@ namespace dc {
 static_assert(k_max_bundle_slice == k_max_body_size, "a slice must fit one record body");
 
 namespace {
+
+constexpr off_t k_max_ignore_file = 1 << 20; // bytes of one .distcompignore: a list, not data
 
 // Opens a regular file for reading without following a symlink or blocking on a FIFO that
 // replaced it since the scan. Returns -1 with errno set (ELOOP/EINVAL for a non-regular file).
@@ -77,9 +82,19 @@ struct Found {
   struct stat st;
 };
 
-// Walks the arguments, collecting entries and every reason to refuse them.
+// Walks the arguments, collecting entries and every reason to refuse them, leaving out what the
+// ignore rules name.
 class Scanner {
 public:
+  explicit Scanner(const std::vector<std::string>& ignore_patterns)
+  {
+    for (const auto& p : ignore_patterns) {
+      m_rules.add_option_pattern(p);
+    }
+  }
+
+  std::size_t ignored() const { return m_ignored; }
+
   void add_argument(const std::string& arg)
   {
     struct stat st {};
@@ -95,9 +110,12 @@ public:
     const auto slash = base.rfind('/');
     const std::string name = slash == std::string::npos ? base : base.substr(slash + 1);
     const bool contents = trailing_slash || name.empty() || name == "." || name == "..";
+    // Ignore rules see paths relative to the directory that was named.
     if (contents && S_ISDIR(st.st_mode)) {
+      m_root.clear();
       walk(base.empty() ? "/" : base, "");
     } else {
+      m_root = name;
       add(arg, name, st);
     }
   }
@@ -144,7 +162,50 @@ private:
     }
   }
 
+  // `bundle_path` relative to the directory named on the command line.
+  std::string relative(const std::string& bundle_path) const
+  {
+    if (m_root.empty()) {
+      return bundle_path;
+    }
+    return bundle_path.size() > m_root.size() ? bundle_path.substr(m_root.size() + 1) : "";
+  }
+
+  // Reads `local_dir`/.distcompignore, if there is one, into the rules for that directory.
+  void read_ignore_file(const std::string& local_dir, const std::string& rel_dir)
+  {
+    const std::string path =
+        (local_dir == "/" ? "" : local_dir) + "/" + std::string(k_ignore_file_name);
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      return; // none (a symlink of that name is refused like any other)
+    }
+    if (st.st_size > k_max_ignore_file) {
+      offend(escape_for_log(path) + " (larger than 1 MiB)");
+      return;
+    }
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      offend(escape_for_log(path) + ": " + std::strerror(errno));
+      return;
+    }
+    std::string line;
+    while (std::getline(in, line)) {
+      m_rules.add_file_line(line, rel_dir);
+    }
+  }
+
   void walk(const std::string& local_dir, const std::string& prefix)
+  {
+    const std::size_t rules_before = m_rules.size();
+    const std::string rel_dir = relative(prefix);
+    read_ignore_file(local_dir, rel_dir);
+    walk_entries(local_dir, prefix, rel_dir);
+    m_rules.truncate(rules_before); // a directory's rules end with it
+  }
+
+  void walk_entries(const std::string& local_dir, const std::string& prefix,
+                    const std::string& rel_dir)
   {
     DIR* dir = ::opendir(local_dir.c_str());
     if (dir == nullptr) {
@@ -173,6 +234,11 @@ private:
         offend(escape_for_log(local) + ": " + std::strerror(errno));
         continue;
       }
+      if (!m_rules.empty() &&
+          m_rules.ignored(rel_dir.empty() ? name : rel_dir + "/" + name, S_ISDIR(st.st_mode))) {
+        ++m_ignored; // before any check: an ignored socket or link is no reason to refuse
+        continue;
+      }
       add(local, prefix.empty() ? name : prefix + "/" + name, st);
     }
   }
@@ -180,10 +246,15 @@ private:
   std::vector<Found> m_found;
   std::vector<std::string> m_offences;
   std::size_t m_offence_count = 0;
+  IgnoreRules m_rules;
+  std::string m_root; // bundle path of the directory named on the command line ("" = contents)
+  std::size_t m_ignored = 0;
 };
 
 // Hashes a file in k_hash_chunk reads; returns false with errno set if it cannot be read.
-bool hash_file(const std::string& path, Bytes& buffer, std::uint64_t& size, Hash& hash)
+// `after` is the file's fstat once read (to tell whether it changed while it was read).
+bool hash_file(const std::string& path, Bytes& buffer, std::uint64_t& size, Hash& hash,
+               struct stat& after)
 {
   const UniqueFd fd(open_regular(path));
   if (fd.get() < 0) {
@@ -205,7 +276,20 @@ bool hash_file(const std::string& path, Bytes& buffer, std::uint64_t& size, Hash
     size += static_cast<std::uint64_t>(n);
   }
   crypto_generichash_final(&state, hash.data(), hash.size());
-  return true;
+  return ::fstat(fd.get(), &after) == 0;
+}
+
+// Whether two stats describe the same, unchanged file.
+bool same_file_state(const struct stat& a, const struct stat& b)
+{
+  return a.st_dev == b.st_dev && a.st_ino == b.st_ino && a.st_size == b.st_size &&
+         a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec &&
+         a.st_ctim.tv_sec == b.st_ctim.tv_sec && a.st_ctim.tv_nsec == b.st_ctim.tv_nsec;
+}
+
+std::string absolute_path(const std::string& path, const std::string& cwd)
+{
+  return !path.empty() && path[0] == '/' ? path : cwd + "/" + path;
 }
 
 void check_zstd(std::size_t rc, const char* what)
@@ -233,10 +317,11 @@ Bytes compress_whole(ByteView data, int level)
 
 } // namespace
 
-BundleSource scan_sources(const std::vector<std::string>& args)
+BundleSource scan_sources(const std::vector<std::string>& args,
+                          const std::vector<std::string>& ignore_patterns, HashCache* hashes)
 {
   init_sodium();
-  Scanner scanner;
+  Scanner scanner(ignore_patterns);
   for (const auto& arg : args) {
     scanner.add_argument(arg);
   }
@@ -253,8 +338,14 @@ BundleSource scan_sources(const std::vector<std::string>& args)
   scanner.throw_if_offended(); // before reading any content
 
   BundleSource source;
+  source.ignored = scanner.ignored();
   source.manifest.entries.reserve(found.size());
   Bytes buffer; // one read buffer for every file
+  std::string cwd;
+  if (hashes != nullptr) {
+    std::error_code ec;
+    cwd = std::filesystem::current_path(ec).string();
+  }
   for (const auto& f : found) {
     ManifestEntry e;
     e.kind = S_ISDIR(f.st.st_mode) ? EntryKind::dir : EntryKind::file;
@@ -263,9 +354,20 @@ BundleSource scan_sources(const std::vector<std::string>& args)
     e.path = f.bundle_path;
     if (e.kind == EntryKind::file) {
       e.executable = (f.st.st_mode & 0111) != 0;
-      if (!hash_file(f.local_path, buffer, e.size, e.hash)) {
-        scanner.offend(escape_for_log(f.local_path) + ": " + std::strerror(errno));
-        continue;
+      const std::string key = hashes != nullptr ? absolute_path(f.local_path, cwd) : "";
+      if (const auto cached = hashes != nullptr ? hashes->find(key, f.st) : std::nullopt) {
+        e.hash = *cached;
+        e.size = static_cast<std::uint64_t>(f.st.st_size);
+      } else {
+        struct stat after {};
+        if (!hash_file(f.local_path, buffer, e.size, e.hash, after)) {
+          scanner.offend(escape_for_log(f.local_path) + ": " + std::strerror(errno));
+          continue;
+        }
+        ++source.files_read;
+        if (hashes != nullptr && same_file_state(f.st, after)) {
+          hashes->remember(key, after, e.hash);
+        }
       }
       source.file_paths.push_back(f.local_path);
     }
@@ -281,8 +383,8 @@ void BlobCompressor::FreeCCtx::operator()(ZSTD_CCtx_s* cctx) const
   ZSTD_freeCCtx(cctx);
 }
 
-BlobCompressor::BlobCompressor(const BundleSource& source, int level)
-    : m_source(source), m_cctx(ZSTD_createCCtx())
+BlobCompressor::BlobCompressor(const BundleSource& source, int level, std::uint64_t memory_budget)
+    : m_source(source), m_cctx(ZSTD_createCCtx()), m_memory_budget(memory_budget)
 {
   init_sodium();
   if (!m_cctx) {
@@ -299,17 +401,95 @@ BlobCompressor::BlobCompressor(const BundleSource& source, int level)
   check_zstd(ZSTD_CCtx_setParameter(m_cctx.get(), ZSTD_c_compressionLevel, level), "level");
 }
 
-std::shared_ptr<const Bytes> BlobCompressor::blob(std::size_t file_index)
+BlobCompressor::~BlobCompressor()
 {
-  const ManifestEntry& entry = m_source.manifest.entries.at(m_entry_of_file.at(file_index));
-  auto& cached = m_cache[entry.hash];
-  if (!cached) {
-    cached = compress(file_index);
+  if (m_spool_fd >= 0) {
+    ::close(m_spool_fd);
   }
-  return cached;
 }
 
-std::shared_ptr<const Bytes> BlobCompressor::compress(std::size_t file_index)
+BlobRef BlobCompressor::frame(std::size_t file_index)
+{
+  const ManifestEntry& entry = m_source.manifest.entries.at(m_entry_of_file.at(file_index));
+  const auto found = m_cache.find(entry.hash);
+  if (found != m_cache.end()) {
+    return found->second;
+  }
+  BlobRef ref = compress(file_index);
+  m_cache.emplace(entry.hash, ref);
+  return ref;
+}
+
+std::shared_ptr<const Bytes> BlobCompressor::blob(std::size_t file_index)
+{
+  const BlobRef ref = frame(file_index);
+  if (ref.memory) {
+    return ref.memory;
+  }
+  Bytes scratch;
+  const ByteView all = read(ref, 0, static_cast<std::size_t>(ref.size), scratch);
+  return std::make_shared<const Bytes>(all.begin(), all.end());
+}
+
+ByteView BlobCompressor::read(const BlobRef& ref, std::uint64_t at, std::size_t len, Bytes& scratch)
+{
+  if (at >= ref.size) {
+    return {};
+  }
+  len = static_cast<std::size_t>(std::min<std::uint64_t>(len, ref.size - at));
+  if (ref.memory) {
+    return ByteView(*ref.memory).subspan(static_cast<std::size_t>(at), len);
+  }
+  scratch.resize(len);
+  std::size_t done = 0;
+  while (done < len) {
+    const ssize_t n = ::pread(m_spool_fd, scratch.data() + done, len - done,
+                              static_cast<off_t>(ref.offset + at + done));
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      throw BundleError("io_error", std::string("cannot read the spool of compressed blobs: ") +
+                                        (n < 0 ? std::strerror(errno) : "short file"));
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  return ByteView(scratch.data(), len);
+}
+
+void BlobCompressor::spool_write(ByteView data, std::uint64_t at)
+{
+  if (m_spool_fd < 0) {
+    const char* env = std::getenv("TMPDIR");
+    const std::string dir = env != nullptr && *env != '\0' ? env : "/tmp";
+    m_spool_fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_EXCL | O_CLOEXEC, 0600);
+    if (m_spool_fd < 0) { // no O_TMPFILE on that filesystem: a named file, unlinked at once
+      std::string name = dir + "/distcomp-spool-XXXXXX";
+      m_spool_fd = ::mkostemp(name.data(), O_CLOEXEC);
+      if (m_spool_fd >= 0) {
+        ::unlink(name.c_str());
+      }
+    }
+    if (m_spool_fd < 0) {
+      throw BundleError("io_error", "cannot create a spool file for compressed blobs in " +
+                                        escape_for_log(dir) + ": " + std::strerror(errno));
+    }
+  }
+  while (!data.empty()) {
+    const ssize_t n = ::pwrite(m_spool_fd, data.data(), data.size(), static_cast<off_t>(at));
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      throw BundleError("io_error",
+                        std::string("cannot spool compressed blobs: ") + std::strerror(errno));
+    }
+    data = data.subspan(static_cast<std::size_t>(n));
+    at += static_cast<std::uint64_t>(n);
+  }
+}
+
+BlobRef BlobCompressor::compress(std::size_t file_index)
 {
   const std::size_t entry_index = m_entry_of_file[file_index];
   const ManifestEntry& entry = m_source.manifest.entries[entry_index];
@@ -331,18 +511,37 @@ std::shared_ptr<const Bytes> BlobCompressor::compress(std::size_t file_index)
 
   crypto_generichash_state state;
   crypto_generichash_init(&state, nullptr, 0, k_hash_size);
+  // Output collects in memory while it fits the budget; past it (or past k_max_memory_blob for
+  // one blob) everything so far and the rest go to the end of the spool file.
   auto out = std::make_shared<Bytes>();
+  bool spooled = false;
+  const std::uint64_t spool_at = m_spool_size;
+  std::uint64_t spool_written = 0;
   Bytes& in_buffer = m_in_buffer;
   Bytes& out_buffer = m_out_buffer;
   in_buffer.resize(k_hash_chunk);
   out_buffer.resize(ZSTD_CStreamOutSize());
+  const auto emit = [&](ByteView chunk) {
+    if (!spooled && (m_memory_bytes + out->size() + chunk.size() > m_memory_budget ||
+                     out->size() + chunk.size() > k_max_memory_blob)) {
+      spooled = true;
+      spool_write(*out, spool_at);
+      spool_written = out->size();
+      Bytes().swap(*out);
+    }
+    if (spooled) {
+      spool_write(chunk, spool_at + spool_written);
+      spool_written += chunk.size();
+    } else {
+      put_bytes(*out, chunk);
+    }
+  };
   const auto pump = [&](ZSTD_inBuffer& in, ZSTD_EndDirective mode) {
     for (;;) {
       ZSTD_outBuffer zout{out_buffer.data(), out_buffer.size(), 0};
       const std::size_t left = ZSTD_compressStream2(m_cctx.get(), &zout, &in, mode);
       check_zstd(left, "compress");
-      out->insert(out->end(), out_buffer.begin(),
-                  out_buffer.begin() + static_cast<std::ptrdiff_t>(zout.pos));
+      emit(ByteView(out_buffer.data(), zout.pos));
       const bool done = mode == ZSTD_e_end ? left == 0 : in.pos == in.size;
       if (done) {
         return;
@@ -378,8 +577,14 @@ std::shared_ptr<const Bytes> BlobCompressor::compress(std::size_t file_index)
   }
   ZSTD_inBuffer none{nullptr, 0, 0};
   pump(none, ZSTD_e_end);
+  if (spooled) {
+    m_spool_size = spool_at + spool_written; // committed only now: a failed blob is overwritten
+    return BlobRef{nullptr, spool_at, spool_written};
+  }
   out->shrink_to_fit();
-  return out;
+  m_memory_bytes += out->size();
+  const std::uint64_t size = out->size();
+  return BlobRef{std::move(out), 0, size};
 }
 
 std::vector<ByteView> split_slices(ByteView data, std::size_t max_slice)

@@ -317,8 +317,9 @@ private:
   long long m_ref = -1;
 };
 
-BundleWriter::BundleWriter(int root_fd, const BundleBegin& declared, const BundleLimits& limits)
-    : m_root_fd(root_fd), m_declared(declared), m_limits(limits)
+BundleWriter::BundleWriter(int root_fd, const BundleBegin& declared, const BundleLimits& limits,
+                           BlobStore* store)
+    : m_root_fd(root_fd), m_declared(declared), m_limits(limits), m_store(store)
 {
   if (sodium_init() < 0) {
     throw std::runtime_error("libsodium initialisation failed");
@@ -456,14 +457,20 @@ Bytes BundleWriter::end_manifest()
         m_twin_of_file[by_hash[k].second] = first;
       }
     }
-    Bytes want((m_entry_of_file.size() + 7) / 8, 0);
-    for (std::size_t f = 0; f < m_entry_of_file.size(); ++f) {
-      if (!m_twin_of_file[f]) {
-        m_wanted.push_back(f);
-        want[f / 8] = static_cast<std::uint8_t>(want[f / 8] | (1u << (f % 8)));
-      }
-    }
     create_directories();
+    Bytes want((m_entry_of_file.size() + 7) / 8, 0);
+    m_from_store.assign(m_entry_of_file.size(), false);
+    for (std::size_t f = 0; f < m_entry_of_file.size(); ++f) {
+      if (m_twin_of_file[f]) {
+        continue;
+      }
+      if (fill_from_store(f)) {
+        m_from_store[f] = true;
+        continue;
+      }
+      m_wanted.push_back(f);
+      want[f / 8] = static_cast<std::uint8_t>(want[f / 8] | (1u << (f % 8)));
+    }
     m_phase = Phase::blobs;
     return want;
   });
@@ -486,6 +493,43 @@ void BundleWriter::create_directories()
       m_hook(i);
     }
   }
+}
+
+bool BundleWriter::fill_from_store(std::size_t file_index)
+{
+  if (m_store == nullptr) {
+    return false;
+  }
+  const std::size_t entry_index = m_entry_of_file[file_index];
+  const ManifestEntry& e = m_manifest.entries[entry_index];
+  const auto ref = static_cast<long long>(entry_index);
+  int parent = -1;
+  const UniqueFd owner = walk_to_dir(m_root_fd, parent_of(e.path), e.path, ref, parent);
+  const std::string leaf = leaf_of(e.path);
+  UniqueFd out(open_beneath(parent, leaf.c_str(),
+                            O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, k_file_mode));
+  if (out.get() < 0) {
+    fs_failure(errno, "cannot create", e.path, ref);
+  }
+  if (m_hook) {
+    m_hook(entry_index);
+  }
+  bool filled = false;
+  try {
+    filled = m_store->fill(out.get(), e.hash, e.size);
+  } catch (const std::system_error& err) {
+    fs_failure(err.code().value(), "cannot write", e.path, ref);
+  }
+  if (!filled) {
+    out.reset();
+    // The blob will arrive: start_blob creates the file again (O_EXCL).
+    if (::unlinkat(parent, leaf.c_str(), 0) != 0) {
+      fs_failure(errno, "cannot remove", e.path, ref);
+    }
+    return false;
+  }
+  set_metadata(out.get(), e.executable ? k_exec_mode : k_file_mode, e, ref);
+  return true;
 }
 
 void BundleWriter::feed_blobs(ByteView zstd_slice)
@@ -529,7 +573,7 @@ void BundleWriter::start_blob()
   int parent = -1;
   const UniqueFd owner = walk_to_dir(m_root_fd, parent_of(e.path), e.path, ref, parent);
   m_blob_fd = open_beneath(parent, leaf_of(e.path).c_str(),
-                           O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, k_file_mode);
+                           O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, k_file_mode);
   if (m_blob_fd < 0) {
     fs_failure(errno, "cannot create", e.path, ref);
   }
@@ -577,6 +621,9 @@ void BundleWriter::end_blob()
     bad_bundle("hash mismatch for " + escape_for_log(e.path), ref);
   }
   set_metadata(m_blob_fd, e.executable ? k_exec_mode : k_file_mode, e, ref);
+  if (m_store != nullptr) {
+    m_store->add(m_blob_fd, e.hash, e.size); // copies and checks again; never throws
+  }
   ::close(m_blob_fd);
   m_blob_fd = -1;
   ++m_next_wanted;
@@ -601,7 +648,11 @@ BundleStats BundleWriter::finish()
     }
     apply_dir_metadata();
     m_phase = Phase::finished;
-    return BundleStats{m_entry_of_file.size(), m_manifest.total_bytes(), 0};
+    std::uint64_t from_store = 0;
+    for (std::size_t f = 0; f < m_entry_of_file.size(); ++f) {
+      from_store += m_from_store[m_twin_of_file[f].value_or(f)] ? 1 : 0;
+    }
+    return BundleStats{m_entry_of_file.size(), m_manifest.total_bytes(), from_store};
   });
 }
 

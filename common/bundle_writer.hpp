@@ -10,11 +10,14 @@
 //   finish() -> stats              BUNDLE_END: copy duplicates, apply modes and mtimes
 //
 // Every non-duplicate file is wanted, empty ones included (an empty file costs one ~10-byte
-// frame, and "wanted" then always means "has a frame"). A file whose hash an earlier file already
-// has is not wanted: finish() copies it from that twin. Any failure throws BundleError; the writer
+// frame, and "wanted" then always means "has a frame"), unless a BlobStore (the worker's content
+// cache) fills it, verified, before WANT is answered; each blob received and verified is offered
+// to that store. A file whose hash an earlier file already has is not wanted: finish() copies it
+// from that twin. Any failure throws BundleError; the writer
 // never deletes anything, the caller removes the whole job dir (partial state is only ever
 // beneath root). After a throw the writer is unusable (every later call throws bad_bundle).
 
+#include "common/blob_store.hpp"
 #include "common/bytes.hpp"
 #include "common/manifest.hpp"
 
@@ -38,7 +41,7 @@ struct BundleBegin { // declared by the sender in BUNDLE_BEGIN; only used to rej
 struct BundleStats {
   std::uint64_t files = 0;      // files written, duplicates included
   std::uint64_t bytes = 0;      // their total size in bytes
-  std::uint64_t from_cache = 0; // files taken from the content cache (none yet: no cache)
+  std::uint64_t from_cache = 0; // files whose content came from the BlobStore (twins included)
 };
 
 class BundleWriter {
@@ -46,8 +49,10 @@ public:
   // Borrows `root_fd`, an open O_DIRECTORY fd of a fresh, empty job dir. The limits are final:
   // pass max_bytes = min(cap, free disk - 1 GiB). Throws BundleError("bundle_too_large") at once if
   // the declared entries, bytes or manifest size exceed the limits, "bad_bundle" if the
-  // declaration is inconsistent (more files than entries).
-  BundleWriter(int root_fd, const BundleBegin& declared, const BundleLimits& limits);
+  // declaration is inconsistent (more files than entries). `store` (borrowed, may be null) is
+  // asked for every non-duplicate file before WANT and given every blob that verified.
+  BundleWriter(int root_fd, const BundleBegin& declared, const BundleLimits& limits,
+               BlobStore* store = nullptr);
   ~BundleWriter();
   BundleWriter(const BundleWriter&) = delete;
   BundleWriter& operator=(const BundleWriter&) = delete;
@@ -59,8 +64,9 @@ public:
   void feed_manifest(ByteView zstd_slice);
 
   // Decodes and validates the manifest (decode_manifest), checks it equals the declaration,
-  // creates every directory (0755 for now, exact at finish) and returns the WANT bitmap:
-  // ceil(files/8) bytes, bit i of byte i/8 (LSB first) = file i, 1 = send. Throws BundleError
+  // creates every directory (0755 for now, exact at finish), writes the files the store holds
+  // and returns the WANT bitmap: ceil(files/8) bytes, bit i of byte i/8 (LSB first) = file i,
+  // 1 = send. Throws BundleError
   // (bad_bundle, bad_path, bundle_too_large, no_space) with ref = entry index.
   Bytes end_manifest();
 
@@ -89,6 +95,7 @@ private:
   void feed_manifest_unchecked(ByteView slice);
   void feed_blobs_unchecked(ByteView slice);
   void create_directories();
+  bool fill_from_store(std::size_t file_index);
   void start_blob();
   void write_blob_output(ByteView chunk);
   void end_blob();
@@ -111,8 +118,10 @@ private:
   std::vector<std::size_t> m_entry_of_file;
   std::vector<std::optional<std::size_t>> m_twin_of_file; // set for files that are not wanted
   std::vector<std::size_t> m_wanted;                      // file indexes, in order
-  std::size_t m_next_wanted = 0;                          // index into m_wanted
-  int m_blob_fd = -1;                                     // file being written
+  std::vector<bool> m_from_store;                         // per file: filled by m_store
+  BlobStore* m_store = nullptr;
+  std::size_t m_next_wanted = 0; // index into m_wanted
+  int m_blob_fd = -1;            // file being written
   std::uint64_t m_blob_written = 0;
   std::uint64_t m_blob_zbytes = 0;
   std::uint64_t m_total_written = 0;

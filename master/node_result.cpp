@@ -45,6 +45,29 @@ std::string format_duration(Clock::duration d)
   return buf;
 }
 
+std::string format_size(std::uint64_t bytes)
+{
+  if (bytes < 1000) {
+    return std::to_string(bytes) + " B";
+  }
+  static const char* const units[] = {"kB", "MB", "GB", "TB", "PB"};
+  double value = static_cast<double>(bytes) / 1000;
+  std::size_t unit = 0;
+  while (value >= 999.95 && unit + 1 < std::size(units)) {
+    value /= 1000;
+    ++unit;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, value < 9.95 ? "%.1f %s" : "%.0f %s", value, units[unit]);
+  return buf;
+}
+
+std::string upload_text(const UploadStats& s)
+{
+  return "upload " + format_size(s.sent_bytes) + " of " + format_size(s.bytes) + ", " +
+         std::to_string(s.cached_files) + " of " + std::to_string(s.files) + " files cached";
+}
+
 std::string exit_text(const NodeResult& r)
 {
   if (r.exit_signal) {
@@ -122,6 +145,9 @@ std::string summary_line(const std::string& label, std::size_t label_width, cons
   if (ran) {
     line += "   (connect " + format_duration(r.connect) + ", upload " + format_duration(r.upload) +
             ", run " + format_duration(r.run) + ")";
+  }
+  if (r.upload_stats) {
+    line += "   " + upload_text(*r.upload_stats);
   }
   if (!r.detail.empty()) {
     line += "   " + r.detail;

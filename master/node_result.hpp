@@ -22,6 +22,14 @@ enum class NodeState {
 
 const char* to_string(NodeState s);
 
+// What one node's bundle cost: content bytes and files in the bundle, how much of it the worker
+// wanted (had to be sent) and how many files it took from its content cache.
+struct UploadStats {
+  std::uint64_t files = 0, bytes = 0;           // the whole bundle
+  std::uint64_t sent_files = 0, sent_bytes = 0; // wanted by the worker (uncompressed sizes)
+  std::uint64_t cached_files = 0;               // BUNDLE_OK from_cache
+};
+
 struct NodeResult {
   NodeState state = NodeState::pending;
   std::optional<int> exit_code;   // of the last command that ran
@@ -33,10 +41,16 @@ struct NodeResult {
   Clock::duration run{};          // commands
   Clock::duration total{};
   std::uint64_t bytes_sent = 0;
+  std::optional<UploadStats> upload_stats; // set once the worker confirmed the bundle
 };
 
-// "lab01   ok    exit 0   1.84 s   (connect 2 ms, upload 31 ms, run 1.80 s)"
+// "lab01   ok    exit 0   1.84 s   (connect 2 ms, upload 31 ms, run 1.80 s)", followed by
+// upload_text() when a bundle was sent.
 std::string summary_line(const std::string& label, std::size_t label_width, const NodeResult& r);
+// "upload 0.4 MB of 96 MB, 2311 of 2312 files cached"
+std::string upload_text(const UploadStats& s);
+// "0 B", "812 B", "4.2 kB", "96 MB", "1.3 GB" (decimal units, as rates and disks are quoted).
+std::string format_size(std::uint64_t bytes);
 // "exit 0", "signal 9 (SIGKILL)", or "" when no command ended.
 std::string exit_text(const NodeResult& r);
 // A short outcome for headers: "exit 0", "timeout, signal 15 (SIGTERM)", "unreachable".

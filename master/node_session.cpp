@@ -108,6 +108,7 @@ awaitable<NodeResult> NodeSession::run(std::function<void()> uploaded)
     if (m_plan.bundle) {
       co_await upload();
     }
+    upload_ended();
     m_result.upload = lap();
     m_phase = Phase::running;
     release_slot();
@@ -180,6 +181,7 @@ awaitable<NodeResult> NodeSession::run(std::function<void()> uploaded)
     m_pinger->done = true;
     m_pinger->timer.cancel();
   }
+  upload_ended(); // a node that failed before or during its upload is done with it too
   if (m_result.state == NodeState::ok && m_cancelled) {
     m_result.state = NodeState::cancelled;
   }
@@ -193,6 +195,14 @@ awaitable<NodeResult> NodeSession::run(std::function<void()> uploaded)
     m_channel->close();
   }
   co_return m_result;
+}
+
+void NodeSession::upload_ended()
+{
+  if (m_plan.progress != nullptr && !m_upload_reported) {
+    m_upload_reported = true;
+    m_plan.progress->node_done();
+  }
 }
 
 void NodeSession::arm(Clock::duration limit)
@@ -251,15 +261,48 @@ awaitable<void> NodeSession::upload()
   if (want.body.size() != (files + 7) / 8) {
     throw ProtocolError("WANT bitmap of the wrong length");
   }
+  Bytes scratch; // one record's worth of a spooled blob
+  UploadStats stats;
+  stats.files = files;
+  stats.bytes = manifest.total_bytes();
+  std::vector<std::uint64_t> sizes; // of the files, in manifest order
+  sizes.reserve(files);
+  for (const auto& e : manifest.entries) {
+    if (e.kind == EntryKind::file) {
+      sizes.push_back(e.size);
+    }
+  }
+  if (m_plan.progress != nullptr) {
+    std::uint64_t wanted = 0;
+    for (std::size_t i = 0; i < files; ++i) {
+      wanted += (want.body[i / 8] >> (i % 8) & 1) != 0 ? sizes[i] : 0;
+    }
+    m_plan.progress->wanted(wanted);
+  }
   for (std::size_t i = 0; i < files; ++i) {
     if ((want.body[i / 8] >> (i % 8) & 1) == 0) {
       continue;
     }
-    const std::shared_ptr<const Bytes> blob = m_plan.blobs->blob(i);
-    for (std::size_t at = 0; at < blob->size(); at += k_max_body_size) {
-      co_await m_channel->send(
-          RecordType::blob_data,
-          ByteView(*blob).subspan(at, std::min(k_max_body_size, blob->size() - at)));
+    ++stats.sent_files;
+    stats.sent_bytes += sizes[i];
+    const BlobRef blob = m_plan.blobs->frame(i);
+    std::uint64_t credited = 0; // content bytes of this file reported to the progress bar
+    for (std::uint64_t at = 0; at < blob.size; at += k_max_body_size) {
+      // A spooled blob is read a slice at a time into `scratch`, which stays untouched until
+      // send() has queued it.
+      const ByteView slice = m_plan.blobs->read(blob, at, k_max_body_size, scratch);
+      co_await m_channel->send(RecordType::blob_data, slice);
+      if (m_plan.progress != nullptr) {
+        // Content bytes pro rata of the compressed bytes sent; the last slice credits the rest.
+        const std::uint64_t end = at + slice.size();
+        const std::uint64_t upto = end >= blob.size
+                                       ? sizes[i]
+                                       : static_cast<std::uint64_t>(static_cast<double>(sizes[i]) *
+                                                                    static_cast<double>(end) /
+                                                                    static_cast<double>(blob.size));
+        m_plan.progress->sent(upto - std::min(upto, credited));
+        credited = std::max(credited, upto);
+      }
       if (m_cancelled) {
         throw std::system_error(asio::error::operation_aborted);
       }
@@ -270,7 +313,9 @@ awaitable<void> NodeSession::upload()
   if (ok.type != RecordType::bundle_ok) {
     throw ProtocolError(std::string("expected BUNDLE_OK, got ") + to_string(ok.type));
   }
-  bundle_ok_from(parse_body(ok.body));
+  const BundleOkBody confirmed = bundle_ok_from(parse_body(ok.body));
+  stats.cached_files = std::min<std::uint64_t>(confirmed.from_cache, files);
+  m_result.upload_stats = stats;
 }
 
 void NodeSession::send_stdin()

@@ -45,6 +45,7 @@ private:
   // --stdin: sends as much of the run's stdin as the worker's credit allows, then STDIN_EOF.
   void send_stdin();
   void arm(Clock::duration limit); // (re)starts the connection's deadline
+  void upload_ended();             // tells the progress bar, once
 
   const RunPlan& m_plan;
   const Peer& m_peer;
@@ -61,8 +62,9 @@ private:
   std::size_t m_stdin_sent = 0;     // bytes of the plan's stdin sent for the running command
   std::uint64_t m_stdin_credit = 0; // bytes the worker still accepts (WINDOW)
   bool m_stdin_eof_sent = false;
-  bool m_worker_has_msg = false; // WELCOME announced the "msg" feature
-  bool m_msg_open = false;       // the router routes this node's messages
+  bool m_worker_has_msg = false;  // WELCOME announced the "msg" feature
+  bool m_msg_open = false;        // the router routes this node's messages
+  bool m_upload_reported = false; // to the progress bar
   NodeResult m_result;
 };
 

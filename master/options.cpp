@@ -87,7 +87,7 @@ void check_status_usage(const cxxopts::ParseResult& r, const Options& o)
     throw ConfigError("--status runs no command: drop --cmd and --");
   }
   for (const std::string name :
-       {"send", "env", "timeout", "keep", "S", "stdin", "blocks", "gather", "outdir"}) {
+       {"send", "ignore", "env", "timeout", "keep", "S", "stdin", "blocks", "gather", "outdir"}) {
     if (r.count(name)) {
       throw ConfigError(std::string("--status cannot be combined with ") +
                         (name == "S" ? "-" : "--") + name);
@@ -117,6 +117,10 @@ Options parse_options(int argc, char** argv)
     ("x,exclude", "hostlist of nodes to leave out; a host without :port on every port (repeatable)", cxxopts::value<std::vector<std::string>>())
     ("g,group", "only the peers file's nodes with group=GROUP (repeatable)", cxxopts::value<std::vector<std::string>>())
     ("s,send", "file or directory to ship (repeatable); 'dir/' sends its contents, 'dir' the directory itself", cxxopts::value<std::vector<std::string>>())
+    ("progress", "show the upload progress bar on stderr even when it is not a terminal")
+    ("no-progress", "never show the upload progress bar (default: only when stderr is a terminal)")
+    ("no-hash-cache", "hash every sent file again instead of trusting the hash cache ($XDG_CACHE_HOME/distcomp/hashes) for unchanged ones")
+    ("ignore", "leave out what PATTERN matches inside sent directories, as a .distcompignore line would (repeatable; e.g. '*.o', 'build/', '/data/**')", cxxopts::value<std::vector<std::string>>())
     ("c,cmd", "command to run on every node (repeatable; run in order)", cxxopts::value<std::vector<std::string>>())
     ("e,env", "K=V added to every command's environment (repeatable)", cxxopts::value<std::vector<std::string>>())
     ("k,key", "cluster key file (default ~/.config/distcomp/cluster.key, then /etc/distcomp/cluster.key)", cxxopts::value<std::string>())
@@ -181,6 +185,24 @@ Options parse_options(int argc, char** argv)
   }
   if (r.count("send")) {
     o.send = r["send"].as<std::vector<std::string>>();
+  }
+  o.hash_cache = r.count("no-hash-cache") == 0;
+  if (r.count("progress") && r.count("no-progress")) {
+    throw ConfigError("--progress and --no-progress contradict each other: choose one");
+  }
+  if (r.count("progress") || r.count("no-progress")) {
+    o.progress = r.count("progress") > 0;
+  }
+  if (r.count("ignore")) {
+    o.ignore = r["ignore"].as<std::vector<std::string>>();
+    if (o.send.empty()) {
+      throw ConfigError("--ignore only goes with --send");
+    }
+    for (const auto& p : o.ignore) {
+      if (p.find_first_not_of(' ') == std::string::npos) {
+        throw ConfigError("--ignore: empty pattern");
+      }
+    }
   }
   if (r.count("cmd")) {
     o.commands = r["cmd"].as<std::vector<std::string>>();

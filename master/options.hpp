@@ -20,6 +20,9 @@ struct Options {
   std::vector<std::string> excluded; // -x hostlists
   std::vector<std::string> groups;   // -g
   std::vector<std::string> send;     // --send paths, rsync convention
+  std::vector<std::string> ignore;   // --ignore patterns (.distcompignore syntax)
+  bool hash_cache = true;            // --no-hash-cache turns the local hash cache off
+  std::optional<bool> progress;      // --progress / --no-progress; unset: when stderr is a tty
   std::vector<std::string> commands; // --cmd, then the words after `--` as one command
   std::map<std::string, std::string> env;
   std::optional<std::string> key_path;

@@ -19,6 +19,7 @@ namespace {
 // A queued buffer stops taking more lines at this size: large enough that 16M short lines cost a
 // few thousand write(2) calls, small enough that the writer starts on fresh output quickly.
 constexpr std::size_t k_chunk_target = 256 << 10;
+constexpr std::string_view k_erase_line = "\r\x1b[K"; // carriage return, erase to end of line
 // Written buffers kept for reuse, so a steady stream of output does not allocate.
 constexpr std::size_t k_max_spare_buffers = 4;
 // A held tail that grew beyond this (a long line) gives its memory back once printed.
@@ -124,22 +125,33 @@ bool Printer::closed(bool is_stderr) const
 
 // Appends to the last queued buffer of that stream (or a new one) under the lock: `fill` copies
 // the bytes straight into the buffer the writer thread will hand to write(2).
+std::string& Printer::tail_locked(bool is_stderr)
+{
+  if (m_queue.empty() || m_queue.back().is_stderr != is_stderr ||
+      m_queue.back().bytes.size() >= k_chunk_target) {
+    Chunk chunk;
+    chunk.is_stderr = is_stderr;
+    if (!m_spare.empty()) {
+      chunk.bytes = std::move(m_spare.back());
+      m_spare.pop_back();
+    }
+    m_queue.push_back(std::move(chunk));
+  }
+  return m_queue.back().bytes;
+}
+
 template <typename Fill>
 void Printer::enqueue(bool is_stderr, std::size_t size_hint, Fill&& fill)
 {
   {
     std::lock_guard lock(m_mutex);
-    if (m_queue.empty() || m_queue.back().is_stderr != is_stderr ||
-        m_queue.back().bytes.size() >= k_chunk_target) {
-      Chunk chunk;
-      chunk.is_stderr = is_stderr;
-      if (!m_spare.empty()) {
-        chunk.bytes = std::move(m_spare.back());
-        m_spare.pop_back();
-      }
-      m_queue.push_back(std::move(chunk));
+    if (m_bar_shown) {
+      // Any output, on either stream, first erases the progress bar (queued in order).
+      m_bar_shown = false;
+      tail_locked(true) += k_erase_line;
+      m_queued_bytes += k_erase_line.size();
     }
-    std::string& bytes = m_queue.back().bytes;
+    std::string& bytes = tail_locked(is_stderr);
     const std::size_t before = bytes.size();
     try {
       bytes.reserve(before + size_hint); // libstdc++ at least doubles, so growth stays amortised
@@ -241,6 +253,25 @@ void Printer::write(bool is_stderr, std::string_view bytes)
     return;
   }
   enqueue(is_stderr, bytes.size(), [&](std::string& out) { out += bytes; });
+}
+
+void Printer::show_bar(std::string_view line)
+{
+  if (closed(true)) {
+    return;
+  }
+  enqueue(true, k_erase_line.size() + line.size(), [&](std::string& out) {
+    out += k_erase_line;
+    out += line;
+  });
+  m_bar_shown = true;
+}
+
+void Printer::clear_bar()
+{
+  if (m_bar_shown && !closed(true)) {
+    enqueue(true, 0, [](std::string&) {}); // enqueue erases it first
+  }
 }
 
 asio::awaitable<void> Printer::wait_writable()

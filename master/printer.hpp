@@ -68,6 +68,11 @@ public:
   // Queues `bytes` as they are (views format their own text); dropped once that stream is
   // closed. Throws only std::bad_alloc.
   void write(bool is_stderr, std::string_view bytes);
+  // Draws `line` as a progress bar on stderr: "\r", the line, "erase to end of line", no newline.
+  // Any later output (either stream) first clears it. Throws only std::bad_alloc.
+  void show_bar(std::string_view line);
+  // Clears a bar that is shown; throws only std::bad_alloc.
+  void clear_bar();
 
   // Returns at once unless more than high_water bytes are queued, else once the queue is below
   // low_water; does not throw.
@@ -98,6 +103,7 @@ private:
 
   template <typename Fill>
   void enqueue(bool is_stderr, std::size_t size_hint, Fill&& fill);
+  std::string& tail_locked(bool is_stderr); // the buffer to append to, under m_mutex
   void hold(std::size_t node, bool is_stderr, std::string_view text);
   void print_held(std::size_t node, bool is_stderr, std::string_view marker);
   std::string& held(std::size_t node, bool is_stderr);
@@ -111,6 +117,7 @@ private:
   std::shared_ptr<bool> m_alive; // lets a wake-up posted by the writer outlive us harmlessly
   std::vector<std::string> m_prefixes[2]; // "label | " per node, for stdout and stderr
   std::vector<HeldTails> m_held;
+  bool m_bar_shown = false; // a progress bar is on the last line of stderr
   const int m_out_fd;
   const int m_err_fd;
 

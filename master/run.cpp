@@ -71,7 +71,8 @@ int run(const Options& options)
   std::vector<Peer> nodes = select_nodes(options); // before the key: a typo in -w is reported first
   const ClusterKey key = load_cluster_key(options.key_path, options.force);
   log_debug("key %s (key id %s)", key.path.c_str(), key_id_hex(key.key_id).c_str());
-  RunPlan plan{options, std::move(nodes), key, nullptr, nullptr, random_job_id(), std::nullopt};
+  RunPlan plan{options, std::move(nodes), key,          nullptr,
+               nullptr, random_job_id(),  std::nullopt, nullptr};
   if (options.stdin) {
     plan.stdin_bytes = read_stdin_once();
   }
@@ -79,7 +80,20 @@ int run(const Options& options)
     return run_status(plan);
   }
   if (!options.send.empty()) {
-    plan.bundle = std::make_unique<BundleSource>(scan_sources(options.send));
+    std::optional<HashCache> hashes;
+    if (options.hash_cache) {
+      hashes.emplace(default_hash_cache_path());
+    }
+    plan.bundle = std::make_unique<BundleSource>(
+        scan_sources(options.send, options.ignore, hashes ? &*hashes : nullptr));
+    if (hashes) {
+      log_debug("--send: %zu files read, %zu unchanged since the hash cache saw them",
+                plan.bundle->files_read, hashes->hits());
+      hashes->save();
+    }
+    if (plan.bundle->ignored > 0) {
+      log_debug("--send: %zu entries left out by ignore rules", plan.bundle->ignored);
+    }
     plan.blobs = std::make_unique<BlobCompressor>(*plan.bundle);
   }
 
@@ -93,6 +107,11 @@ int run(const Options& options)
     width = std::max(width, p.label.size());
   }
   const std::unique_ptr<OutputView> view = make_output_view(options, printer, labels);
+  std::unique_ptr<UploadProgress> progress;
+  if (plan.bundle && options.progress.value_or(::isatty(2) == 1)) {
+    progress = std::make_unique<UploadProgress>(printer, plan.peers.size());
+    plan.progress = progress.get();
+  }
   Fanout fanout(plan, *view);
 
   asio::signal_set signals(ctx, SIGINT, SIGTERM);
@@ -135,6 +154,9 @@ int run(const Options& options)
     }
   });
   ctx.run();
+  if (progress) {
+    progress->finish();
+  }
 
   if (printer.stdout_closed()) {
     printer.flush();

@@ -5,6 +5,7 @@
 #include "common/key_file.hpp"
 #include "common/peers.hpp"
 #include "master/options.hpp"
+#include "master/upload_progress.hpp"
 
 #include <memory>
 #include <optional>
@@ -21,6 +22,7 @@ struct RunPlan {
   std::unique_ptr<BlobCompressor> blobs;  // compresses each blob once for every node
   std::string job_id;                     // DISTCOMP_JOB_ID, random per run
   std::optional<std::string> stdin_bytes; // --stdin: given to every command
+  UploadProgress* progress = nullptr;     // the progress bar, when shown
 };
 
 } // namespace dc::master

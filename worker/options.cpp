@@ -1,6 +1,7 @@
 #include "worker/options.hpp"
 
 #include "common/error.hpp"
+#include "worker/blob_cache.hpp"
 #include "worker/workdir.hpp"
 
 // Vector options are repeated flags, never comma lists: `--cmd "echo a,b"` is one command.
@@ -53,6 +54,9 @@ Options parse_options(int argc, char** argv)
     ("k,key", "cluster key file (repeatable during a key rotation); default ~/.config/distcomp/cluster.key, then /etc/distcomp/cluster.key", cxxopts::value<std::vector<std::string>>())
     ("force", "accept a key file with loose permissions (never a malformed one)")
     ("w,workdir", "base directory for job directories (locked: one worker per directory)", cxxopts::value<std::string>())
+    ("cache-dir", "content cache of received files, by hash (default WORKDIR/cache; locked: one worker per directory)", cxxopts::value<std::string>())
+    ("cache-size", "cache capacity, e.g. 4G, 512M; least recently used files are evicted (4G)", cxxopts::value<std::string>())
+    ("no-cache", "keep no cache: every file is sent on every run")
     ("v,verbose", "log debug details")
     ("h,help", "print this help")
     ("version", "print the version");
@@ -106,6 +110,19 @@ Options parse_options(int argc, char** argv)
   o.force_permissions = r.count("force") > 0;
   o.workdir = r.count("workdir") ? r["workdir"].as<std::string>() : Workdir::default_path();
   o.verbose = r.count("verbose") > 0;
+  o.no_cache = r.count("no-cache") > 0;
+  if (o.no_cache && (r.count("cache-dir") || r.count("cache-size"))) {
+    throw ConfigError("--no-cache cannot be combined with --cache-dir or --cache-size");
+  }
+  if (r.count("cache-dir")) {
+    o.cache_dir = r["cache-dir"].as<std::string>();
+    if (o.cache_dir.empty()) {
+      throw ConfigError("--cache-dir: empty path");
+    }
+  }
+  if (r.count("cache-size")) {
+    o.cache_size = parse_size(r["cache-size"].as<std::string>(), "cache-size");
+  }
   Limits& l = o.limits;
   l.preamble_timeout = seconds_option(r, "preamble-timeout", l.preamble_timeout);
   l.handshake_timeout = seconds_option(r, "handshake-timeout", l.handshake_timeout);

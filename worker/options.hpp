@@ -40,6 +40,9 @@ struct Options {
   std::vector<std::string> key_paths; // empty: the default search path
   bool force_permissions = false;
   std::string workdir;
+  std::string cache_dir;                             // --cache-dir; "" = <workdir>/cache
+  std::uint64_t cache_size = std::uint64_t{4} << 30; // --cache-size, bytes
+  bool no_cache = false;                             // --no-cache
   Limits limits;
   bool verbose = false;
 };

@@ -21,6 +21,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <set>
 #include <unistd.h>
 
@@ -53,13 +54,14 @@ std::string endpoint_string(const tcp::endpoint& e)
 class Server {
 public:
   Server(asio::io_context& ctx, const Options& options, std::vector<ClusterKey> keys,
-         Workdir& workdir)
+         Workdir& workdir, BlobCache* cache)
       : m_ctx(ctx), m_options(options), m_keys(std::move(keys)),
         m_acceptor(ctx), m_state{options, workdir, to_json(read_static_facts()), {}, 0, false, {}}
   {
     for (const auto& k : m_keys) {
       m_key_ptrs.push_back(&k);
     }
+    m_state.cache = cache;
   }
 
   void listen()
@@ -328,6 +330,12 @@ int run(const Options& options)
     log_info("key %s (key id %s)", k.path.c_str(), key_id_hex(k.key_id).c_str());
   }
   Workdir workdir(options.workdir);
+  std::unique_ptr<BlobCache> cache;
+  if (!options.no_cache) {
+    cache = std::make_unique<BlobCache>(options.cache_dir.empty() ? workdir.path() + "/cache"
+                                                                  : options.cache_dir,
+                                        options.cache_size);
+  }
   if (!become_subreaper()) {
     log_warn("cannot become a child subreaper: escaped background processes may survive jobs");
   }
@@ -336,7 +344,7 @@ int run(const Options& options)
   // Signal handling exists before "listening on" is printed, so an early SIGTERM is orderly.
   asio::signal_set stop_signals(ctx, SIGINT, SIGTERM);
   asio::signal_set child_signals(ctx, SIGCHLD);
-  Server server(ctx, options, std::move(keys), workdir);
+  Server server(ctx, options, std::move(keys), workdir, cache.get());
   server.listen();
 
   asio::steady_timer hard_stop(ctx);

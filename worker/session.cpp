@@ -211,6 +211,9 @@ awaitable<void> Session::on_hello(const Record& record)
   welcome.version = DC_VERSION;
   welcome.session = m_channel.session_id();
   welcome.features = {"bundle", "cancel", "ping", "stdin", "status", "msg"};
+  if (m_state.cache != nullptr) {
+    welcome.features.push_back("cache");
+  }
   welcome.facts = m_state.facts;
   const Limits& l = m_state.options.limits;
   welcome.limits = {{"max_runs", l.max_runs_per_session},
@@ -300,7 +303,8 @@ awaitable<void> Session::on_bundle_record(const Record& record)
             std::min(limits.max_bytes, free_bytes > reserve ? free_bytes - reserve : 0);
       }
       m_bundle = std::make_unique<BundleWriter>(
-          m_job_fd, BundleBegin{b.entries, b.files, b.bytes, b.manifest_zbytes}, limits);
+          m_job_fd, BundleBegin{b.entries, b.files, b.bytes, b.manifest_zbytes}, limits,
+          m_state.cache);
       m_bundle_stage = BundleStage::manifest;
       m_bundle_started = Clock::now();
       break;
@@ -335,9 +339,10 @@ awaitable<void> Session::on_bundle_record(const Record& record)
       m_bundle_stage = BundleStage::done;
       const BundleOkBody ok{stats.files, stats.bytes, stats.from_cache,
                             elapsed_ms(m_bundle_started)};
-      log_debug("%s: bundle of %llu files, %llu bytes written", m_label.c_str(),
-                static_cast<unsigned long long>(stats.files),
-                static_cast<unsigned long long>(stats.bytes));
+      log_debug("%s: bundle of %llu files, %llu bytes written, %llu files from the cache",
+                m_label.c_str(), static_cast<unsigned long long>(stats.files),
+                static_cast<unsigned long long>(stats.bytes),
+                static_cast<unsigned long long>(stats.from_cache));
       const std::string body = dump_body(to_json(ok));
       co_await m_channel.send(RecordType::bundle_ok, body);
       break;

@@ -6,6 +6,7 @@
 #include "common/bundle_writer.hpp"
 #include "common/channel.hpp"
 #include "common/messages.hpp"
+#include "worker/blob_cache.hpp"
 #include "worker/client_files.hpp"
 #include "worker/log_limiter.hpp"
 #include "worker/options.hpp"
@@ -35,6 +36,7 @@ struct WorkerState {
   Clock::time_point started = Clock::now();
   // The messaging clients, put on every job's CPATH, PYTHONPATH and PATH.
   ClientFiles client_files = find_client_files();
+  BlobCache* cache = nullptr; // the content cache; null with --no-cache
 };
 
 class Session {

@@ -378,7 +378,9 @@ TEST_CASE("e2e: security: a byte flipped by a man in the middle stops the master
 {
   t::TempDir dir;
   const auto key = t::make_key(dir);
-  t::WorkerProcess worker(worker_config(key, {"--reject-limit", "1000"}));
+  // No content cache: every run must send the same records as the honest one (a cached blob
+  // would leave BLOB_DATA out and move the offsets below).
+  t::WorkerProcess worker(worker_config(key, {"--reject-limit", "1000", "--no-cache"}));
   const auto marker = dir / "pwned";
   t::write_file(dir / "payload/data.txt", std::string(3000, 'd'));
   t::Proxy proxy(worker.address());
@@ -668,7 +670,9 @@ TEST_CASE("e2e: security: hostile bundles are refused and nothing is written out
 {
   t::TempDir dir;
   const auto key = t::make_key(dir);
-  t::WorkerProcess worker(worker_config(key));
+  // No content cache, so every case reaches the extraction it attacks (a cached "hello" would be
+  // copied instead of decoded); test_e2e_security_cache.cpp attacks the cache itself.
+  t::WorkerProcess worker(worker_config(key, {"--no-cache"}));
   const auto marker = dir / "pwned";
   const std::string abs_target = dir / "abs-target";
 

@@ -311,3 +311,109 @@ TEST_CASE("bundle_source: split_slices cuts at the record body limit")
   CHECK(dc::split_slices(data, 1).size() == data.size());
   CHECK_THROWS_AS(dc::split_slices(data, 0), std::invalid_argument);
 }
+
+namespace {
+
+std::vector<std::string> manifest_paths(const dc::BundleSource& s)
+{
+  std::vector<std::string> out;
+  for (const auto& e : s.manifest.entries) {
+    out.push_back(e.path);
+  }
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("bundle source: .distcompignore files and --ignore patterns leave entries out")
+{
+  ScratchDir d;
+  const std::string src = d / "src";
+  std::filesystem::create_directories(src + "/.git/objects");
+  std::filesystem::create_directories(src + "/build");
+  std::filesystem::create_directories(src + "/lib/data");
+  write_file(src + "/.git/objects/x", "git object");
+  write_file(src + "/build/app", "binary");
+  write_file(src + "/main.c", "int main;");
+  write_file(src + "/main.o", "object");
+  write_file(src + "/keep.o", "kept object");
+  write_file(src + "/notes.tmp", "scratch");
+  write_file(src + "/lib/data/big.bin", "big");
+  write_file(src + "/lib/util.c", "util");
+  write_file(src + "/.distcompignore", "# ours\n.git/\nbuild/\n*.o\n!keep.o\n");
+  write_file(src + "/lib/.distcompignore", "/data\n");
+  // An ignored symlink or socket is no reason to refuse the send.
+  REQUIRE(::symlink("/etc/passwd", (src + "/build/link").c_str()) == 0);
+
+  dc::BundleSource s = dc::scan_sources({src + "/"}, {"*.tmp"});
+  CHECK(manifest_paths(s) == std::vector<std::string>{".distcompignore", "keep.o", "lib",
+                                                      "lib/.distcompignore", "lib/util.c",
+                                                      "main.c"});
+  CHECK(s.ignored == 5); // .git, build, main.o, notes.tmp, lib/data
+
+  // Sending the directory itself: rules stay relative to it.
+  s = dc::scan_sources({src}, {"/lib/util.c"});
+  CHECK(manifest_paths(s) == std::vector<std::string>{"src", "src/.distcompignore", "src/keep.o",
+                                                      "src/lib", "src/lib/.distcompignore",
+                                                      "src/main.c", "src/notes.tmp"});
+
+  // What is named on the command line is sent even if a pattern matches it.
+  s = dc::scan_sources({src + "/main.o"}, {"*.o"});
+  CHECK(manifest_paths(s) == std::vector<std::string>{"main.o"});
+
+  // Without rules the symlink is refused as before.
+  std::filesystem::remove(src + "/.distcompignore");
+  CHECK_THROWS_AS(dc::scan_sources({src + "/"}), dc::ConfigError);
+}
+
+TEST_CASE("bundle_source: BlobCompressor spools blobs past its memory budget and reads them back")
+{
+  ScratchDir dir;
+  // Three files of poorly compressible bytes, 200 KiB each, and a budget of 256 KiB: the first
+  // stays in memory, the others spool.
+  std::vector<std::string> contents;
+  for (int f = 0; f < 3; ++f) {
+    std::string content(200 << 10, '\0');
+    randombytes_buf(content.data(), content.size());
+    contents.push_back(content);
+    write_file(dir / ("f" + std::to_string(f)), content);
+  }
+  const dc::BundleSource s = dc::scan_sources({dir / "f0", dir / "f1", dir / "f2"});
+  dc::BlobCompressor compressor(s, 3, 256 << 10);
+  dc::Bytes scratch;
+  for (std::size_t i = 0; i < 3; ++i) {
+    const dc::BlobRef ref = compressor.frame(i);
+    CHECK((ref.memory != nullptr) == (i == 0));
+    // Read back in record-sized slices, as a node session does.
+    dc::Bytes whole;
+    for (std::uint64_t at = 0; at < ref.size; at += dc::k_max_bundle_slice) {
+      dc::put_bytes(whole, compressor.read(ref, at, dc::k_max_bundle_slice, scratch));
+    }
+    CHECK(whole.size() == ref.size);
+    CHECK(decompress(whole) == dc::Bytes(contents[i].begin(), contents[i].end()));
+    CHECK(*compressor.blob(i) == whole);
+    CHECK(compressor.frame(i).offset == ref.offset); // compressed once
+  }
+  CHECK(compressor.memory_bytes() <= 256 << 10);
+  CHECK(compressor.spooled_bytes() > 400 << 10);
+  CHECK(compressor.read(compressor.frame(1), compressor.frame(1).size, 10, scratch).empty());
+}
+
+TEST_CASE("bundle_source: a blob that failed while spooling leaves the spool usable")
+{
+  ScratchDir dir;
+  std::string big(100 << 10, '\0');
+  randombytes_buf(big.data(), big.size());
+  write_file(dir / "a", big);
+  write_file(dir / "b", big + "b");
+  const dc::BundleSource s = dc::scan_sources({dir / "a", dir / "b"});
+  write_file(dir / "a", big.substr(1) + "!"); // same size, other content: detected at the end
+  dc::BlobCompressor compressor(s, 3, 0);     // everything spools
+  CHECK_THROWS_AS(compressor.frame(0), dc::BundleError);
+  CHECK(compressor.spooled_bytes() == 0);
+  const dc::BlobRef b = compressor.frame(1);
+  CHECK(b.memory == nullptr);
+  CHECK(b.offset == 0);
+  const std::string expected = big + "b";
+  CHECK(decompress(*compressor.blob(1)) == dc::Bytes(expected.begin(), expected.end()));
+}

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <string>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -824,4 +825,102 @@ TEST_CASE("bundle_writer: a thousand small files in nested directories, half of 
   CHECK(wanted_count == 500); // f0..f49 and f50..f99 share content per directory
   CHECK(read_file(box.dst("d7/x/f73")) == "7023");
   box.check_outside_untouched();
+}
+
+namespace {
+
+// A BlobStore in memory: what it holds, what it was offered; `corrupt` serves wrong bytes.
+class MemoryStore final : public dc::BlobStore {
+public:
+  bool fill(int fd, const dc::Hash& hash, std::uint64_t size) override
+  {
+    ++asked;
+    const auto it = blobs.find(hash);
+    if (it == blobs.end() || it->second.size() != size) {
+      return false;
+    }
+    if (corrupt) {
+      return false; // a real store notices the bad hash and leaves fd empty
+    }
+    REQUIRE(::write(fd, it->second.data(), it->second.size()) ==
+            static_cast<ssize_t>(it->second.size()));
+    return true;
+  }
+  void add(int fd, const dc::Hash& hash, std::uint64_t size) noexcept override
+  {
+    std::string content(size, '\0');
+    if (::pread(fd, content.data(), size, 0) == static_cast<ssize_t>(size)) {
+      blobs[hash] = content;
+      ++added;
+    }
+  }
+  std::map<dc::Hash, std::string> blobs;
+  bool corrupt = false;
+  int asked = 0, added = 0;
+};
+
+} // namespace
+
+TEST_CASE("bundle writer: a store fills what it holds before WANT and receives what verified")
+{
+  Sandbox box;
+  write_file(box.src("a.txt"), "alpha\n");
+  write_file(box.src("b.txt"), "beta\n");
+  write_file(box.src("twin.txt"), "alpha\n");
+  write_file(box.src("run.sh"), "#!/bin/sh\n", 0755);
+  const dc::BundleSource s = dc::scan_sources({box.src() + "/"});
+  MemoryStore store;
+
+  { // first transfer: nothing held, every distinct blob wanted and offered to the store
+    dc::BundleWriter writer(box.root_fd(), begin_of(s), {}, &store);
+    dc::Bytes want;
+    const dc::BundleStats stats = transfer(writer, s, dc::k_max_bundle_slice, &want);
+    CHECK(stats.from_cache == 0);
+    CHECK(store.added == 3); // a.txt, b.txt, run.sh; twin.txt is a copy of a.txt
+    CHECK(store.blobs.size() == 3);
+  }
+  fs::remove_all(box.dst());
+  REQUIRE(::mkdir(box.dst().c_str(), 0700) == 0);
+  const int root = ::open(box.dst().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  REQUIRE(root >= 0);
+
+  // b.txt changes: only it is wanted, the rest comes from the store with modes and mtimes.
+  write_file(box.src("b.txt"), "beta, edited\n");
+  const dc::BundleSource s2 = dc::scan_sources({box.src() + "/"});
+  dc::BundleWriter writer(root, begin_of(s2), {}, &store);
+  dc::Bytes want;
+  const dc::BundleStats stats = transfer(writer, s2, dc::k_max_bundle_slice, &want);
+  // files in manifest order: a.txt, b.txt, run.sh, twin.txt
+  CHECK_FALSE(wanted(want, 0));
+  CHECK(wanted(want, 1));
+  CHECK_FALSE(wanted(want, 2));
+  CHECK_FALSE(wanted(want, 3));
+  CHECK(stats.files == 4);
+  CHECK(stats.from_cache == 3); // a.txt, run.sh and a.txt's twin
+  CHECK(read_file(box.dst("a.txt")) == "alpha\n");
+  CHECK(read_file(box.dst("twin.txt")) == "alpha\n");
+  CHECK(read_file(box.dst("b.txt")) == "beta, edited\n");
+  struct stat st {};
+  REQUIRE(::stat(box.dst("run.sh").c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0755);
+  CHECK(st.st_mtim.tv_sec == s2.manifest.entries[2].mtime_s);
+  ::close(root);
+  box.check_outside_untouched();
+}
+
+TEST_CASE("bundle writer: a file the store cannot verify is wanted and written from its blob")
+{
+  Sandbox box;
+  write_file(box.src("a.txt"), "alpha\n");
+  const dc::BundleSource s = dc::scan_sources({box.src() + "/"});
+  MemoryStore store;
+  store.blobs[s.manifest.entries[0].hash] = "alpha\n";
+  store.corrupt = true;
+  dc::BundleWriter writer(box.root_fd(), begin_of(s), {}, &store);
+  dc::Bytes want;
+  const dc::BundleStats stats = transfer(writer, s, dc::k_max_bundle_slice, &want);
+  CHECK(store.asked == 1);
+  CHECK(wanted(want, 0));
+  CHECK(stats.from_cache == 0);
+  CHECK(read_file(box.dst("a.txt")) == "alpha\n");
 }

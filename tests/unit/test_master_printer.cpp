@@ -442,3 +442,22 @@ TEST_CASE("printer: wait_writable holds producers while the terminal is stalled"
   ctx.poll();
   CHECK(third);
 }
+
+TEST_CASE("printer: a progress bar is erased before any later output, on either stream")
+{
+  asio::io_context ctx;
+  Pipe o, e;
+  {
+    Printer printer(ctx.get_executor(), o.write_end, e.write_end);
+    printer.show_bar("A");
+    printer.show_bar("B");
+    printer.write(false, "hello\n");
+    printer.status("summary");
+    printer.clear_bar(); // nothing shown: nothing written
+    printer.show_bar("bar");
+    printer.clear_bar();
+    printer.flush();
+  }
+  CHECK(o.drain() == "hello\n");
+  CHECK(e.drain() == "\r\x1b[KA\r\x1b[K\r\x1b[KB\r\x1b[Ksummary\n\r\x1b[Kbar\r\x1b[K");
+}
