@@ -38,11 +38,6 @@ std::vector<std::string> blob_files(const std::string& cache_dir)
   return out;
 }
 
-bool contains(const std::string& text, const std::string& needle)
-{
-  return text.find(needle) != std::string::npos;
-}
-
 } // namespace
 
 TEST_CASE("e2e: cache: an unchanged re-send is all cached and a changed file is the only upload")

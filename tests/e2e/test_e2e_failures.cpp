@@ -13,11 +13,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-bool contains(const std::string& text, const std::string& needle)
-{
-  return text.find(needle) != std::string::npos;
-}
-
 bool job_gone(const std::string& job)
 {
   return processes_with_env("DISTCOMP_JOB_ID=" + job).empty();

@@ -12,11 +12,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-bool contains(const std::string& text, const std::string& needle)
-{
-  return text.find(needle) != std::string::npos;
-}
-
 // Where the --json event `event` of node `label` starts on stdout (npos if absent).
 std::size_t event_at(const MasterRun& run, const std::string& event, const std::string& label)
 {

@@ -33,13 +33,9 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using dc::Bytes;
 using dc::RecordType;
+using t::contains;
 using t::Received;
 using Clock = std::chrono::steady_clock;
-
-bool contains(const std::string& haystack, const std::string& needle)
-{
-  return haystack.find(needle) != std::string::npos;
-}
 
 std::size_t count(const std::string& haystack, const std::string& needle)
 {

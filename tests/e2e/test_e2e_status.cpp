@@ -17,11 +17,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-bool contains(const std::string& text, const std::string& needle)
-{
-  return text.find(needle) != std::string::npos;
-}
-
 // The table on stdout as rows of named cells, cut at the columns of the header line.
 struct Table {
   std::vector<std::string> header;

@@ -168,6 +168,12 @@ std::uint16_t unused_port();
 bool wait_until(const std::function<bool()>& done,
                 std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
+// Whether `text` contains `needle`.
+inline bool contains(const std::string& text, const std::string& needle)
+{
+  return text.find(needle) != std::string::npos;
+}
+
 // The rest of the first line of `text` that starts with `prefix` ("" if none).
 std::string line_value(const std::string& text, const std::string& prefix);
 
