@@ -6,6 +6,7 @@
 #include "common/manifest.hpp"
 
 #include <cstdint>
+#include <string_view>
 
 namespace dc {
 
@@ -17,8 +18,9 @@ public:
   // reading and writing) if the store holds it, checking size and hash of exactly the bytes that
   // reach `fd` (a corrupted copy is dropped from the store, never served). Returns true when `fd`
   // holds the verified content; false when the store does not have it (`fd` is then empty again).
-  // Throws std::system_error only for a failure to write `fd` (ENOSPC, EIO, ...).
-  virtual bool fill(int fd, const Hash& hash, std::uint64_t size) = 0;
+  // `path` is the file's bundle path (a store of earlier results looks there first; a content
+  // cache ignores it). Throws std::system_error only for a failure to write `fd` (ENOSPC, EIO).
+  virtual bool fill(int fd, const Hash& hash, std::uint64_t size, std::string_view path) = 0;
 
   // Offers a blob that was received and verified: `fd` is readable from offset 0 and holds
   // `size` bytes with `hash` (the store checks again as it copies, so a file changed since

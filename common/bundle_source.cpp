@@ -317,6 +317,17 @@ Bytes compress_whole(ByteView data, int level)
 
 } // namespace
 
+bool hash_regular_file(const std::string& path, Bytes& buffer, std::uint64_t& size, Hash& hash,
+                       struct stat& after)
+{
+  return hash_file(path, buffer, size, hash, after);
+}
+
+Bytes compress_manifest(const Manifest& manifest)
+{
+  return compress_whole(encode_manifest(manifest), 3);
+}
+
 BundleSource scan_sources(const std::vector<std::string>& args,
                           const std::vector<std::string>& ignore_patterns, HashCache* hashes)
 {
@@ -374,7 +385,7 @@ BundleSource scan_sources(const std::vector<std::string>& args,
     source.manifest.entries.push_back(std::move(e));
   }
   scanner.throw_if_offended();
-  source.compressed_manifest = compress_whole(encode_manifest(source.manifest), 3);
+  source.compressed_manifest = compress_manifest(source.manifest);
   return source;
 }
 

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+struct stat;
+
 struct ZSTD_CCtx_s;
 
 namespace dc {
@@ -46,6 +48,15 @@ struct BundleSource {
 BundleSource scan_sources(const std::vector<std::string>& args,
                           const std::vector<std::string>& ignore_patterns = {},
                           HashCache* hashes = nullptr);
+
+// Hashes the regular file at `path` (BLAKE2b-256, k_hash_chunk reads, never following a symlink
+// in the last component). Returns false with errno set if it cannot be opened or read; `after` is
+// its fstat once read (to tell whether it changed while it was read).
+bool hash_regular_file(const std::string& path, Bytes& buffer, std::uint64_t& size, Hash& hash,
+                       struct stat& after);
+
+// The manifest as BUNDLE_BEGIN's one zstd frame (what BundleSource::compressed_manifest holds).
+Bytes compress_manifest(const Manifest& manifest);
 
 // Compressed blobs kept in memory, in bytes, before the rest spools to a temporary file: enough
 // for a typical source tree, a bound for trees of many GiB.

@@ -1,5 +1,6 @@
 #include "common/bundle_writer.hpp"
 
+#include "common/open_beneath.hpp"
 #include "common/unique_fd.hpp"
 
 #define ZSTD_STATIC_LINKING_ONLY // ZSTD_getFrameHeader: inspect each frame before decoding it
@@ -7,15 +8,12 @@
 #include <zstd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <optional>
 #include <stdexcept>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <system_error>
 #include <unistd.h>
 #include <utility>
@@ -32,8 +30,6 @@ constexpr std::uint64_t k_frame_slack = 4096;
 constexpr mode_t k_dir_mode = 0755;
 constexpr mode_t k_file_mode = 0644;
 constexpr mode_t k_exec_mode = 0755;
-
-std::atomic<bool> g_openat2_missing{false}; // set once the kernel answers ENOSYS
 
 [[noreturn]] void bad_bundle(const std::string& msg, long long ref = -1)
 {
@@ -66,32 +62,6 @@ std::atomic<bool> g_openat2_missing{false}; // set once the kernel answers ENOSY
   default:
     throw std::system_error(err, std::generic_category(), msg);
   }
-}
-
-// Opens `name` beneath `dirfd` without following any symlink: openat2 with RESOLVE_BENEATH |
-// RESOLVE_NO_SYMLINKS where the kernel has it (Linux >= 5.6), plain openat otherwise. `flags` must
-// include O_NOFOLLOW so the fallback refuses a symlink too. Returns -1 with errno set.
-int open_beneath(int dirfd, const char* name, int flags, mode_t mode)
-{
-  if (!g_openat2_missing.load(std::memory_order_relaxed)) {
-    open_how how{};
-    how.flags = static_cast<std::uint64_t>(flags);
-    how.mode = (flags & O_CREAT) != 0 ? mode : 0;
-    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-    long fd;
-    do {
-      fd = ::syscall(SYS_openat2, dirfd, name, &how, sizeof how);
-    } while (fd < 0 && errno == EINTR);
-    if (fd >= 0 || errno != ENOSYS) {
-      return static_cast<int>(fd);
-    }
-    g_openat2_missing.store(true, std::memory_order_relaxed);
-  }
-  int fd;
-  do {
-    fd = ::openat(dirfd, name, flags, mode);
-  } while (fd < 0 && errno == EINTR);
-  return fd;
 }
 
 std::string_view parent_of(std::string_view path)
@@ -516,7 +486,7 @@ bool BundleWriter::fill_from_store(std::size_t file_index)
   }
   bool filled = false;
   try {
-    filled = m_store->fill(out.get(), e.hash, e.size);
+    filled = m_store->fill(out.get(), e.hash, e.size, e.path);
   } catch (const std::system_error& err) {
     fs_failure(err.code().value(), "cannot write", e.path, ref);
   }

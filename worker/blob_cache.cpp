@@ -1,5 +1,6 @@
 #include "worker/blob_cache.hpp"
 
+#include "common/blob_copy.hpp"
 #include "common/error.hpp"
 #include "common/log.hpp"
 #include "common/secure_buffer.hpp"
@@ -13,9 +14,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <filesystem>
-#include <linux/fs.h>
 #include <sys/file.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <system_error>
 #include <tuple>
@@ -25,8 +24,7 @@
 namespace dc::worker {
 namespace {
 
-constexpr std::size_t k_chunk = std::size_t{1} << 20; // bytes per read while copying and hashing
-constexpr mode_t k_blob_mode = 0444;                  // a blob is never written after its rename
+constexpr mode_t k_blob_mode = 0444; // a blob is never written after its rename
 
 std::string hex_of(const Hash& hash)
 {
@@ -53,74 +51,6 @@ bool hash_from_hex(std::string_view name, Hash& out)
     out[i] = static_cast<std::uint8_t>(hi << 4 | lo);
   }
   return true;
-}
-
-// A failed write to the destination of a copy: the caller decides whose fault that is.
-struct WriteFailure {
-  int err;
-};
-
-// Copies the `size` bytes of `in` (read from offset 0, its position untouched) into `out` (empty,
-// at offset 0): a reflink where the filesystem shares extents (FICLONE), else a copy through
-// `buffer`. Hashes the bytes that reached `out` (after a reflink, by reading `out` back: the clone
-// is a snapshot, so what was hashed is what the job will see). Returns true when `out` holds
-// exactly `size` bytes with `hash`; false when `in` is shorter, longer, unreadable or different.
-// Throws WriteFailure when `out` cannot be written.
-bool copy_verified(int in, int out, const Hash& hash, std::uint64_t size, Bytes& buffer)
-{
-  buffer.resize(k_chunk);
-  crypto_generichash_state state;
-  crypto_generichash_init(&state, nullptr, 0, k_hash_size);
-  const bool cloned = size > 0 && ::ioctl(out, FICLONE, in) == 0;
-  const int source = cloned ? out : in;
-  std::uint64_t done = 0;
-  for (;;) {
-    // One byte more than expected would be read from a longer file: that is a mismatch too.
-    const std::size_t want =
-        static_cast<std::size_t>(std::min<std::uint64_t>(k_chunk, size - done + 1));
-    const ssize_t n = ::pread(source, buffer.data(), want, static_cast<off_t>(done));
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      if (cloned) {
-        throw WriteFailure{errno};
-      }
-      return false;
-    }
-    if (n == 0) {
-      break;
-    }
-    done += static_cast<std::uint64_t>(n);
-    if (done > size) {
-      return false;
-    }
-    crypto_generichash_update(&state, buffer.data(), static_cast<std::size_t>(n));
-    for (std::size_t at = 0; !cloned && at < static_cast<std::size_t>(n);) {
-      const ssize_t w = ::write(out, buffer.data() + at, static_cast<std::size_t>(n) - at);
-      if (w < 0) {
-        if (errno == EINTR) {
-          continue;
-        }
-        throw WriteFailure{errno};
-      }
-      at += static_cast<std::size_t>(w);
-    }
-  }
-  if (done != size) {
-    return false;
-  }
-  Hash got{};
-  crypto_generichash_final(&state, got.data(), got.size());
-  return got == hash;
-}
-
-// Empties `fd` again after a failed fill, so the caller gets the file it gave.
-void reset_file(int fd)
-{
-  if (::ftruncate(fd, 0) != 0 || ::lseek(fd, 0, SEEK_SET) != 0) {
-    throw std::system_error(errno, std::generic_category(), "cannot reset a file");
-  }
 }
 
 int open_subdir(const std::string& dir, int parent, const char* name)
@@ -160,37 +90,6 @@ std::vector<std::string> list_dir(int dir_fd)
 }
 
 } // namespace
-
-std::uint64_t parse_size(const std::string& text, const char* option)
-{
-  std::size_t digits = 0;
-  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') {
-    ++digits;
-  }
-  const std::string suffix = text.substr(digits);
-  unsigned shift = 0;
-  if (suffix.empty() || suffix == "B") {
-    shift = 0;
-  } else if (suffix == "K" || suffix == "k" || suffix == "KiB") {
-    shift = 10;
-  } else if (suffix == "M" || suffix == "MiB") {
-    shift = 20;
-  } else if (suffix == "G" || suffix == "GiB") {
-    shift = 30;
-  } else if (suffix == "T" || suffix == "TiB") {
-    shift = 40;
-  } else {
-    digits = 0; // refused below
-  }
-  if (digits == 0 || digits > 15) {
-    throw ConfigError(std::string("--") + option + ": expected a size such as 4G, 512M or 1000000");
-  }
-  const std::uint64_t value = std::stoull(text.substr(0, digits));
-  if (value > (UINT64_MAX >> shift)) {
-    throw ConfigError(std::string("--") + option + ": size too large");
-  }
-  return value << shift;
-}
 
 BlobCache::BlobCache(std::string dir, std::uint64_t capacity)
     : m_dir(std::move(dir)), m_capacity(capacity)
@@ -284,7 +183,7 @@ void BlobCache::index_existing()
            static_cast<unsigned long long>(m_bytes), static_cast<unsigned long long>(m_capacity));
 }
 
-bool BlobCache::fill(int fd, const Hash& hash, std::uint64_t size)
+bool BlobCache::fill(int fd, const Hash& hash, std::uint64_t size, std::string_view /*path*/)
 {
   const auto it = m_entries.find(hash);
   if (it == m_entries.end() || it->second.size != size) {

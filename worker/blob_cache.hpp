@@ -34,7 +34,7 @@ public:
   BlobCache(const BlobCache&) = delete;
   BlobCache& operator=(const BlobCache&) = delete;
 
-  bool fill(int fd, const Hash& hash, std::uint64_t size) override;
+  bool fill(int fd, const Hash& hash, std::uint64_t size, std::string_view path) override;
   void add(int fd, const Hash& hash, std::uint64_t size) noexcept override;
 
   bool contains(const Hash& hash) const { return m_entries.count(hash) != 0; }
@@ -68,9 +68,5 @@ private:
   std::uint64_t m_bytes = 0;
   Bytes m_buffer; // copy and hash buffer, reused
 };
-
-// Parses a size such as "4G", "512M", "100k", "12345" (bytes; K/M/G/T are powers of 1024).
-// Throws ConfigError naming `option` on anything else.
-std::uint64_t parse_size(const std::string& text, const char* option);
 
 } // namespace dc::worker

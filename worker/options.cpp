@@ -1,6 +1,7 @@
 #include "worker/options.hpp"
 
 #include "common/error.hpp"
+#include "common/size_option.hpp"
 #include "worker/blob_cache.hpp"
 #include "worker/workdir.hpp"
 

@@ -832,7 +832,7 @@ namespace {
 // A BlobStore in memory: what it holds, what it was offered; `corrupt` serves wrong bytes.
 class MemoryStore final : public dc::BlobStore {
 public:
-  bool fill(int fd, const dc::Hash& hash, std::uint64_t size) override
+  bool fill(int fd, const dc::Hash& hash, std::uint64_t size, std::string_view) override
   {
     ++asked;
     const auto it = blobs.find(hash);

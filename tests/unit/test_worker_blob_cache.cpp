@@ -1,4 +1,5 @@
 #include "common/error.hpp"
+#include "common/size_option.hpp"
 #include "worker/blob_cache.hpp"
 
 #include <doctest/doctest.h>
@@ -74,7 +75,7 @@ void add(BlobCache& cache, const TempBase& base, const std::string& content)
 std::optional<std::string> fill(BlobCache& cache, const TempBase& base, const std::string& content)
 {
   const int fd = file_with(base.path + "/job-file", "");
-  const bool hit = cache.fill(fd, hash_of(content), content.size());
+  const bool hit = cache.fill(fd, hash_of(content), content.size(), "f");
   const std::string got = fd_content(fd);
   ::close(fd);
   if (!hit) {
@@ -120,7 +121,7 @@ TEST_CASE("blob cache: a job that changes its copy cannot change the cache")
   BlobCache cache(base.path + "/cache", 1 << 20);
   add(cache, base, "original");
   const int fd = file_with(base.path + "/job-file", "");
-  REQUIRE(cache.fill(fd, hash_of("original"), 8));
+  REQUIRE(cache.fill(fd, hash_of("original"), 8, "f"));
   REQUIRE(::pwrite(fd, "MODIFIED", 8, 0) == 8);
   ::close(fd);
   CHECK(fill(cache, base, "original") == std::optional<std::string>("original"));
@@ -213,7 +214,7 @@ TEST_CASE("blob cache: one worker per cache directory")
 
 TEST_CASE("blob cache: parse_size takes bytes and K, M, G, T suffixes")
 {
-  using dc::worker::parse_size;
+  using dc::parse_size;
   CHECK(parse_size("0", "cache-size") == 0);
   CHECK(parse_size("12345", "cache-size") == 12345);
   CHECK(parse_size("100k", "cache-size") == 100 << 10);
