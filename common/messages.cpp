@@ -147,6 +147,28 @@ BundleOkBody bundle_ok_from(const Json& j)
                       optional_field<std::uint64_t>(j, "ms", 0)};
 }
 
+Json to_json(const FetchBody& m)
+{
+  return {{"paths", m.paths}};
+}
+
+FetchBody fetch_from(const Json& j)
+{
+  return FetchBody{field<std::vector<std::string>>(j, "paths")};
+}
+
+Json to_json(const FetchReplyBody& m)
+{
+  return {{"missing", m.missing}, {"skipped", m.skipped}, {"skipped_examples", m.skipped_examples}};
+}
+
+FetchReplyBody fetch_reply_from(const Json& j)
+{
+  return FetchReplyBody{field<std::vector<std::string>>(j, "missing"),
+                        optional_field<std::uint64_t>(j, "skipped", 0),
+                        optional_field<std::vector<std::string>>(j, "skipped_examples", {})};
+}
+
 Json to_json(const RunBody& m)
 {
   Json j = {{"id", m.id}, {"sh", m.sh}, {"env", m.env}, {"timeout_s", m.timeout_s}};

@@ -48,6 +48,19 @@ struct BundleOkBody {
   std::uint64_t files = 0, bytes = 0, from_cache = 0, ms = 0;
 };
 
+// FETCH: result paths relative to the job dir (files, directories or globs; fetch_pattern.hpp).
+struct FetchBody {
+  std::vector<std::string> paths;
+};
+
+// FETCH_REPLY: which paths matched nothing, and how many entries were left out (symlinks,
+// sockets, devices, names no bundle may carry) with a few of their paths as examples.
+struct FetchReplyBody {
+  std::vector<std::string> missing;
+  std::uint64_t skipped = 0;
+  std::vector<std::string> skipped_examples;
+};
+
 struct RunBody {
   std::uint32_t id = 0;
   std::string sh;
@@ -99,6 +112,10 @@ Json to_json(const BundleBeginBody& m);
 BundleBeginBody bundle_begin_from(const Json& j);
 Json to_json(const BundleOkBody& m);
 BundleOkBody bundle_ok_from(const Json& j);
+Json to_json(const FetchBody& m);
+FetchBody fetch_from(const Json& j);
+Json to_json(const FetchReplyBody& m);
+FetchReplyBody fetch_reply_from(const Json& j);
 Json to_json(const RunBody& m);
 RunBody run_from(const Json& j);
 Json to_json(const WindowBody& m);

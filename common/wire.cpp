@@ -76,6 +76,8 @@ std::optional<RecordType> record_type_from(std::uint8_t raw)
   case 0x11:
   case 0x12:
   case 0x13:
+  case 0x14:
+  case 0x15:
   case 0x16:
   case 0x17:
   case 0x18:
@@ -118,6 +120,10 @@ const char* to_string(RecordType t)
     return "BUNDLE_END";
   case RecordType::bundle_ok:
     return "BUNDLE_OK";
+  case RecordType::fetch:
+    return "FETCH";
+  case RecordType::fetch_reply:
+    return "FETCH_REPLY";
   case RecordType::manifest:
     return "MANIFEST";
   case RecordType::manifest_end:

@@ -60,6 +60,8 @@ enum class RecordType : std::uint8_t {
   blob_data = 0x11,
   bundle_end = 0x12,
   bundle_ok = 0x13,
+  fetch = 0x14,       // feature "fetch": M->W JSON {paths}: send these results back as a bundle
+  fetch_reply = 0x15, // feature "fetch": W->M JSON {missing, skipped}, then the results bundle
   manifest = 0x16,
   manifest_end = 0x17,
   want = 0x18,

@@ -1,10 +1,13 @@
 #include "worker/session.hpp"
 
+#include "common/fetch_pattern.hpp"
 #include "common/log.hpp"
 #include "worker/host_facts.hpp"
 #include "worker/msg_endpoint.hpp"
 #include "worker/process.hpp"
+#include "worker/result_selection.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <deque>
@@ -39,7 +42,18 @@ struct Session::Command {
   Event stdin_changed;
 };
 
+struct Session::Fetch {
+  enum class Stage { want, ok };
+  ResultSelection selection;
+  std::unique_ptr<BlobCompressor> blobs;
+  Stage stage = Stage::want;
+  Clock::time_point started = Clock::now();
+};
+
 namespace {
+
+// Compressed result blobs a session keeps in memory before it spools them to a temporary file.
+constexpr std::uint64_t k_fetch_blob_memory = std::uint64_t{8} << 20;
 
 // Stdin bytes one command may have in flight (queued here or in the master's send): enough to
 // keep a pipe busy over a LAN, small enough that 1000 jobs cost 256 MiB at worst.
@@ -135,6 +149,7 @@ awaitable<void> Session::serve()
     co_return;
   }
   Deadline idle(m_channel.socket(), m_state.options.limits.idle_timeout);
+  m_idle = &idle;
   ++m_active; // finish() waits for the watchdog like for the commands
   asio::co_spawn(m_channel.socket().get_executor(), watch_sends(), [this](std::exception_ptr) {
     --m_active;
@@ -210,7 +225,7 @@ awaitable<void> Session::on_hello(const Record& record)
   welcome.worker = m_state.facts.value("hostname", "");
   welcome.version = DC_VERSION;
   welcome.session = m_channel.session_id();
-  welcome.features = {"bundle", "cancel", "ping", "stdin", "status", "msg"};
+  welcome.features = {"bundle", "cancel", "ping", "stdin", "status", "msg", "fetch"};
   if (m_state.cache != nullptr) {
     welcome.features.push_back("cache");
   }
@@ -239,6 +254,11 @@ awaitable<bool> Session::handle(Record& record)
     co_return true;
   case RecordType::run:
     co_await on_run(record);
+    co_return true;
+  case RecordType::fetch:
+  case RecordType::want:
+  case RecordType::bundle_ok:
+    co_await on_fetch_record(record);
     co_return true;
   case RecordType::cancel:
     on_cancel(record);
@@ -491,6 +511,105 @@ awaitable<void> Session::on_run(const Record& record)
                    --m_state.running_processes;
                    m_active_changed.notify();
                  });
+}
+
+awaitable<void> Session::on_fetch_record(const Record& record)
+{
+  const auto refuse = [&](const std::string& why) -> ProtocolError {
+    return ProtocolError(std::string(to_string(record.type)) + ": " + why);
+  };
+  std::optional<ErrorBody> refusal; // co_await is not allowed inside a catch handler
+  try {
+    if (record.type == RecordType::fetch) {
+      const bool running = std::any_of(m_commands.begin(), m_commands.end(),
+                                       [](const auto& c) { return !c.second->finished; });
+      if (m_fetched || m_fetch || running || m_bundle_stage == BundleStage::manifest ||
+          m_bundle_stage == BundleStage::blobs) {
+        throw refuse("out of order");
+      }
+      m_fetched = true;
+      const FetchBody request = fetch_from(parse_body(record.body));
+      if (request.paths.size() > k_max_fetch_patterns) {
+        throw refuse("too many paths");
+      }
+      if (!m_groups.empty()) {
+        // Results must hold still while they are read: the job's leftovers go first.
+        co_await kill_leftovers();
+      }
+      auto fetch = std::make_unique<Fetch>();
+      fetch->selection =
+          select_results(m_job_dir, request.paths, {".tmp", ".msg"}, m_state.options.limits.bundle);
+      fetch->blobs =
+          std::make_unique<BlobCompressor>(fetch->selection.source, 3, k_fetch_blob_memory);
+      const ResultSelection& sel = fetch->selection;
+      const FetchReplyBody reply{sel.missing, sel.skipped, sel.skipped_examples};
+      const std::string reply_body = dump_body(to_json(reply));
+      co_await m_channel.send(RecordType::fetch_reply, reply_body);
+      const Manifest& manifest = sel.source.manifest;
+      const BundleBeginBody begin{manifest.entries.size(), manifest.file_count(),
+                                  manifest.total_bytes(), sel.source.compressed_manifest.size()};
+      const std::string begin_body = dump_body(to_json(begin));
+      co_await m_channel.send(RecordType::bundle_begin, begin_body);
+      for (const ByteView slice : split_slices(sel.source.compressed_manifest)) {
+        co_await m_channel.send(RecordType::manifest, slice);
+      }
+      co_await m_channel.send(RecordType::manifest_end, ByteView{});
+      m_fetch = std::move(fetch);
+    } else if (record.type == RecordType::want) {
+      if (!m_fetch || m_fetch->stage != Fetch::Stage::want) {
+        throw refuse("out of order");
+      }
+      const std::size_t files = m_fetch->selection.source.manifest.file_count();
+      if (record.body.size() != (files + 7) / 8) {
+        throw refuse("bitmap of the wrong length");
+      }
+      m_fetch->stage = Fetch::Stage::ok;
+      Bytes scratch;
+      for (std::size_t i = 0; i < files; ++i) {
+        if ((record.body[i / 8] >> (i % 8) & 1) == 0) {
+          continue;
+        }
+        const BlobRef blob = m_fetch->blobs->frame(i);
+        for (std::uint64_t at = 0; at < blob.size; at += k_max_body_size) {
+          const ByteView slice = m_fetch->blobs->read(blob, at, k_max_body_size, scratch);
+          co_await m_channel.send(RecordType::blob_data, slice);
+          m_idle->extend(m_state.options.limits.idle_timeout); // the master is reading
+        }
+      }
+      co_await m_channel.send(RecordType::bundle_end, ByteView{});
+    } else { // BUNDLE_OK
+      if (!m_fetch || m_fetch->stage != Fetch::Stage::ok) {
+        throw refuse("out of order");
+      }
+      const BundleOkBody ok = bundle_ok_from(parse_body(record.body));
+      log_debug("%s: results sent: %llu files, %llu bytes, %llu unchanged, in %llu ms",
+                m_label.c_str(), static_cast<unsigned long long>(ok.files),
+                static_cast<unsigned long long>(ok.bytes),
+                static_cast<unsigned long long>(ok.from_cache),
+                static_cast<unsigned long long>(elapsed_ms(m_fetch->started)));
+      m_fetch.reset();
+    }
+  } catch (const ConfigError& e) { // a bad pattern
+    refusal = ErrorBody{"bad_request", e.what(), std::nullopt, true};
+  } catch (const BundleError& e) {
+    log_warn("%s: results not sent: %s", m_label.c_str(), e.what());
+    refusal = ErrorBody{e.code(), e.what(), std::nullopt, true};
+  } catch (const ProtocolError& e) {
+    refusal = ErrorBody{"protocol", e.what(), std::nullopt, true};
+  } catch (const std::system_error& e) {
+    if (e.code() == asio::error::operation_aborted || e.code() == asio::error::eof ||
+        e.code() == asio::error::broken_pipe || e.code() == asio::error::connection_reset) {
+      throw; // the connection is gone: the session's end cleans up
+    }
+    log_warn("%s: results: %s", m_label.c_str(), e.what());
+    refusal = ErrorBody{"io_error", std::string("cannot read the results: ") + e.code().message(),
+                        std::nullopt, true};
+  }
+  if (refusal) {
+    m_fetch.reset();
+    co_await send_error(refusal->code, refusal->msg, true);
+    throw ProtocolError("fetch refused: " + refusal->msg);
+  }
 }
 
 void Session::on_cancel(const Record& record)

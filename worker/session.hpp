@@ -56,6 +56,7 @@ public:
 
 private:
   struct Command;
+  struct Fetch;
   enum class BundleStage { none, manifest, blobs, done };
 
   awaitable<void> serve();
@@ -65,6 +66,9 @@ private:
   awaitable<void> on_hello(const Record& record);
   awaitable<void> on_bundle_record(const Record& record);
   awaitable<void> on_run(const Record& record);
+  // Feature "fetch": FETCH (select the results, send FETCH_REPLY and the manifest), WANT (send
+  // the wanted blobs) and BUNDLE_OK (done) of the results bundle going back to the master.
+  awaitable<void> on_fetch_record(const Record& record);
   void on_cancel(const Record& record);
   awaitable<void> on_status(const Record& record);
   // Feature "msg": MSG_DATA, MSG_END, MSG_BARRIER, MSG_ACTIVE and WINDOW(stream "msg") for the
@@ -107,6 +111,9 @@ private:
   std::string m_stop_reason;
   bool m_bye_received = false;
   std::shared_ptr<MsgEndpoint> m_msg; // the job's messaging endpoint, once a RUN asked for it
+  std::unique_ptr<Fetch> m_fetch;     // the results bundle being sent (--fetch)
+  bool m_fetched = false;             // one FETCH per session
+  Deadline* m_idle = nullptr;         // serve()'s idle deadline, extended while results go out
 };
 
 } // namespace dc::worker

@@ -193,3 +193,22 @@ TEST_CASE("messages: STATUS_REPLY round trip and strict types")
       status_reply_from(parse(R"({"uptime_s":1,"running_jobs":0,"mem_available_bytes":1.5})")),
       ProtocolError);
 }
+
+TEST_CASE("messages: FETCH and FETCH_REPLY round trip and strict types")
+{
+  const FetchBody fetch = fetch_from(parse(dump_body(to_json(FetchBody{{"out", "*.csv"}}))));
+  CHECK(fetch.paths == std::vector<std::string>{"out", "*.csv"});
+  CHECK_THROWS_AS(fetch_from(parse(R"({})")), ProtocolError);
+  CHECK_THROWS_AS(fetch_from(parse(R"({"paths":"out"})")), ProtocolError);
+  CHECK_THROWS_AS(fetch_from(parse(R"({"paths":[1]})")), ProtocolError);
+
+  const FetchReplyBody reply{{"missing.txt"}, 3, {"pw (symbolic link)"}};
+  const FetchReplyBody back = fetch_reply_from(parse(dump_body(to_json(reply))));
+  CHECK(back.missing == reply.missing);
+  CHECK(back.skipped == 3);
+  CHECK(back.skipped_examples == reply.skipped_examples);
+  const FetchReplyBody minimal = fetch_reply_from(parse(R"({"missing":[]})"));
+  CHECK(minimal.skipped == 0);
+  CHECK(minimal.skipped_examples.empty());
+  CHECK_THROWS_AS(fetch_reply_from(parse(R"({"missing":[],"skipped":-1})")), ProtocolError);
+}

@@ -69,8 +69,11 @@ TEST_CASE("wire: every v1 type maps back to itself, reserved numbers are unknown
       CHECK(std::string(to_string(*t)) != "?");
     }
   }
-  CHECK(known == 27);
-  CHECK_FALSE(record_type_from(0x14).has_value()); // FETCH: reserved, not built yet
+  CHECK(known == 29);
+  CHECK(record_type_from(0x14) == RecordType::fetch);
+  CHECK(record_type_from(0x15) == RecordType::fetch_reply);
+  CHECK(std::string(to_string(RecordType::fetch_reply)) == "FETCH_REPLY");
+  CHECK_FALSE(record_type_from(0x19).has_value()); // between the bundle types and RUN: unused
   CHECK(record_type_from(0x25) == RecordType::stdin_data);
   CHECK(record_type_from(0x27) == RecordType::window);
   CHECK(record_type_from(0x50) == RecordType::status);
