@@ -90,6 +90,12 @@ asio::awaitable<void> JsonView::node_done(std::size_t node, const NodeResult& r)
   if (!r.kept_dir.empty()) {
     event["kept_dir"] = r.kept_dir;
   }
+  if (r.fetch_stats) {
+    const FetchStats& f = *r.fetch_stats;
+    event["fetch"] = {{"dir", f.dir},         {"files", f.files},
+                      {"bytes", f.bytes},     {"unchanged_files", f.reused_files},
+                      {"skipped", f.skipped}, {"skipped_examples", f.skipped_examples}};
+  }
   event["connect_s"] = seconds(r.connect);
   event["upload_s"] = seconds(r.upload);
   event["run_s"] = seconds(r.run);

@@ -68,6 +68,26 @@ std::string upload_text(const UploadStats& s)
          std::to_string(s.cached_files) + " of " + std::to_string(s.files) + " files cached";
 }
 
+std::string fetch_text(const FetchStats& s)
+{
+  std::string text = "fetched " + std::to_string(s.files) +
+                     (s.files == 1 ? " file, " : " files, ") + format_size(s.bytes) + " into " +
+                     s.dir;
+  if (s.reused_files > 0) {
+    text += " (" + std::to_string(s.reused_files) + " unchanged)";
+  }
+  if (s.skipped > 0) {
+    text += "; " + std::to_string(s.skipped) + " skipped:";
+    for (std::size_t i = 0; i < s.skipped_examples.size(); ++i) {
+      text += (i == 0 ? " " : ", ") + s.skipped_examples[i];
+    }
+    if (s.skipped > s.skipped_examples.size()) {
+      text += ", ...";
+    }
+  }
+  return text;
+}
+
 std::string exit_text(const NodeResult& r)
 {
   if (r.exit_signal) {
@@ -149,6 +169,9 @@ std::string summary_line(const std::string& label, std::size_t label_width, cons
   if (r.upload_stats) {
     line += "   " + upload_text(*r.upload_stats);
   }
+  if (r.fetch_stats) {
+    line += "   " + fetch_text(*r.fetch_stats);
+  }
   if (!r.detail.empty()) {
     line += "   " + r.detail;
   }
@@ -208,7 +231,9 @@ int exit_status(const std::vector<NodeResult>& results, bool interrupted, bool l
   if (unreachable) {
     return k_exit_unreachable;
   }
-  if (largest_remote) {
+  // A node can fail with every command at exit 0 (a rejected bundle, a --fetch that matched
+  // nothing): -S must not turn that into success.
+  if (largest_remote && (largest != 0 || !(failed || timed_out))) {
     return largest;
   }
   if (timed_out) {

@@ -30,6 +30,15 @@ struct UploadStats {
   std::uint64_t cached_files = 0;               // BUNDLE_OK from_cache
 };
 
+// What --fetch brought back from one node.
+struct FetchStats {
+  std::string dir;                    // where: DIR/<node>
+  std::uint64_t files = 0, bytes = 0; // in the results, duplicates included
+  std::uint64_t reused_files = 0;     // copied from the previous results, not sent
+  std::uint64_t skipped = 0;          // left out on the worker (symlinks, special files)
+  std::vector<std::string> skipped_examples;
+};
+
 struct NodeResult {
   NodeState state = NodeState::pending;
   std::optional<int> exit_code;   // of the last command that ran
@@ -42,6 +51,7 @@ struct NodeResult {
   Clock::duration total{};
   std::uint64_t bytes_sent = 0;
   std::optional<UploadStats> upload_stats; // set once the worker confirmed the bundle
+  std::optional<FetchStats> fetch_stats;   // set once --fetch's results are in place
 };
 
 // "lab01   ok    exit 0   1.84 s   (connect 2 ms, upload 31 ms, run 1.80 s)", followed by
@@ -51,6 +61,8 @@ std::string summary_line(const std::string& label, std::size_t label_width, cons
 std::string upload_text(const UploadStats& s);
 // "0 B", "812 B", "4.2 kB", "96 MB", "1.3 GB" (decimal units, as rates and disks are quoted).
 std::string format_size(std::uint64_t bytes);
+// "fetched 3 files, 1.2 MB into results/lab01 (2 unchanged); 1 skipped: out/l (symbolic link)"
+std::string fetch_text(const FetchStats& s);
 // "exit 0", "signal 9 (SIGKILL)", or "" when no command ended.
 std::string exit_text(const NodeResult& r);
 // A short outcome for headers: "exit 0", "timeout, signal 15 (SIGTERM)", "unreachable".

@@ -1,9 +1,13 @@
 #include "master/node_session.hpp"
 
+#include "common/bundle_writer.hpp"
 #include "common/handshake.hpp"
 #include "common/log.hpp"
 #include "master/connect.hpp"
+#include "master/results_dir.hpp"
+#include "master/safe_file_name.hpp"
 
+#include <sys/statvfs.h>
 #include <utility>
 
 namespace dc::master {
@@ -128,6 +132,12 @@ awaitable<NodeResult> NodeSession::run(std::function<void()> uploaded)
       }
     }
     m_result.run = lap();
+    // Results come back also from a failed or timed-out run: they may say why.
+    const bool fetchable = m_result.state == NodeState::ok || m_result.state == NodeState::failed ||
+                           m_result.state == NodeState::timed_out;
+    if (!m_plan.options.fetch.empty() && fetchable && !m_cancelled) {
+      co_await fetch();
+    }
     m_phase = Phase::closing;
     // The job is over: other nodes' sends to it fail from now on, their receives once they have
     // what it sent.
@@ -144,6 +154,7 @@ awaitable<NodeResult> NodeSession::run(std::function<void()> uploaded)
     }
     m_result.detail = (refused                       ? ""
                        : m_phase == Phase::uploading ? "bundle rejected: "
+                       : m_phase == Phase::fetching  ? "fetch failed: "
                                                      : "worker error: ") +
                       e.body.msg;
     if (e.body.ref && m_phase == Phase::uploading) {
@@ -156,8 +167,12 @@ awaitable<NodeResult> NodeSession::run(std::function<void()> uploaded)
     m_result.state = NodeState::lost;
     m_result.detail = std::string(e.what()) + " — output may be incomplete";
   } catch (const BundleError& e) {
-    m_result.state = NodeState::failed;
-    m_result.detail = std::string("cannot send: ") + e.what();
+    if (m_phase != Phase::fetching || m_result.state == NodeState::ok) {
+      m_result.state = NodeState::failed; // a timed-out run stays timed out
+    }
+    m_result.detail +=
+        (m_result.detail.empty() ? "" : "; ") +
+        std::string(m_phase == Phase::fetching ? "results rejected: " : "cannot send: ") + e.what();
   } catch (const std::system_error& e) {
     const bool timed_out = m_deadline && m_deadline->expired();
     if (m_cancelled) {
@@ -227,6 +242,8 @@ awaitable<void> NodeSession::connect()
   const Welcome welcome = co_await open_session(*m_channel, endpoints, m_plan.key, hello);
   m_result.kept_dir = welcome.job_dir;
   m_worker_has_stdin = std::find(welcome.features.begin(), welcome.features.end(), "stdin") !=
+                       welcome.features.end();
+  m_worker_has_fetch = std::find(welcome.features.begin(), welcome.features.end(), "fetch") !=
                        welcome.features.end();
   m_worker_has_msg = std::find(welcome.features.begin(), welcome.features.end(), "msg") !=
                          welcome.features.end() &&
@@ -413,6 +430,99 @@ awaitable<bool> NodeSession::run_command(std::uint32_t id, const std::string& co
       co_return false;
     }
     co_return true;
+  }
+}
+
+awaitable<void> NodeSession::fetch()
+{
+  if (!m_worker_has_fetch) {
+    m_result.state = NodeState::failed;
+    m_result.detail = "this worker is too old for --fetch";
+    co_return;
+  }
+  m_phase = Phase::fetching;
+  const Options& o = m_plan.options;
+  const std::string request = dump_body(to_json(FetchBody{o.fetch}));
+  co_await m_channel->send(RecordType::fetch, request);
+  const Record reply_record = co_await next();
+  if (reply_record.type != RecordType::fetch_reply) {
+    throw ProtocolError(std::string("expected FETCH_REPLY, got ") + to_string(reply_record.type));
+  }
+  const FetchReplyBody reply = fetch_reply_from(parse_body(reply_record.body));
+  const Record begin_record = co_await next();
+  if (begin_record.type != RecordType::bundle_begin) {
+    throw ProtocolError(std::string("expected BUNDLE_BEGIN, got ") + to_string(begin_record.type));
+  }
+  const BundleBeginBody b = bundle_begin_from(parse_body(begin_record.body));
+  std::optional<ResultsDir> results;
+  try {
+    results.emplace(o.results_dir, safe_file_name(m_peer.label));
+  } catch (const std::system_error& e) {
+    throw BundleError("io_error", e.what());
+  }
+  // The worker is hostile until its results verified: the same limits as a worker applies to
+  // a bundle, with the size capped by --fetch-limit and the local disk.
+  BundleLimits limits;
+  limits.max_bytes = o.fetch_limit;
+  struct statvfs fs {};
+  if (fstatvfs(results->fd(), &fs) == 0) {
+    const std::uint64_t free_bytes = std::uint64_t(fs.f_bavail) * fs.f_frsize;
+    const std::uint64_t reserve = std::uint64_t{1} << 30;
+    limits.max_bytes = std::min(limits.max_bytes, free_bytes > reserve ? free_bytes - reserve : 0);
+  }
+  BundleWriter writer(results->fd(), BundleBegin{b.entries, b.files, b.bytes, b.manifest_zbytes},
+                      limits, &results->previous());
+  for (;;) {
+    const Record r = co_await next();
+    if (r.type == RecordType::manifest) {
+      writer.feed_manifest(r.body);
+    } else if (r.type == RecordType::manifest_end && r.body.empty()) {
+      break;
+    } else {
+      throw ProtocolError(std::string("unexpected ") + to_string(r.type) + " in the results");
+    }
+  }
+  const Bytes want = writer.end_manifest();
+  co_await m_channel->send(RecordType::want, want);
+  for (;;) {
+    const Record r = co_await next();
+    if (r.type == RecordType::blob_data) {
+      writer.feed_blobs(r.body);
+    } else if (r.type == RecordType::bundle_end && r.body.empty()) {
+      break;
+    } else {
+      throw ProtocolError(std::string("unexpected ") + to_string(r.type) + " in the results");
+    }
+  }
+  const BundleStats stats = writer.finish();
+  const std::string ok =
+      dump_body(to_json(BundleOkBody{stats.files, stats.bytes, stats.from_cache, 0}));
+  co_await m_channel->send(RecordType::bundle_ok, ok);
+  try {
+    results->commit();
+  } catch (const std::system_error& e) {
+    throw BundleError("io_error", e.what());
+  }
+  FetchStats f;
+  f.dir = results->final_path();
+  f.files = stats.files;
+  f.bytes = stats.bytes;
+  f.reused_files = stats.from_cache;
+  f.skipped = reply.skipped;
+  for (const auto& example : reply.skipped_examples) {
+    if (f.skipped_examples.size() < 5) {
+      f.skipped_examples.push_back(escape_for_log(example));
+    }
+  }
+  m_result.fetch_stats = std::move(f);
+  if (!reply.missing.empty()) {
+    std::string missing;
+    for (const auto& p : reply.missing) {
+      missing += (missing.empty() ? "'" : ", '") + escape_for_log(p) + "'";
+    }
+    m_result.state = m_result.state == NodeState::ok ? NodeState::failed : m_result.state;
+    m_result.detail +=
+        (m_result.detail.empty() ? "" : "; ") + std::string("--fetch: no match for ") + missing;
   }
 }
 

@@ -31,12 +31,14 @@ public:
   void abort();
 
 private:
-  enum class Phase { connecting, uploading, running, closing };
+  enum class Phase { connecting, uploading, running, fetching, closing };
   struct Pinger;
 
   awaitable<void> connect();
   awaitable<void> upload();
   awaitable<bool> run_command(std::uint32_t id, const std::string& command); // false: stop
+  // --fetch: FETCH, then the results bundle into the results dir (results_dir.hpp).
+  awaitable<void> fetch();
   awaitable<void> say_bye();
   // Next record that is not a PING/PONG; output records go to the OutputView. Throws on EOF, a
   // fatal ERROR and protocol violations.
@@ -62,9 +64,10 @@ private:
   std::size_t m_stdin_sent = 0;     // bytes of the plan's stdin sent for the running command
   std::uint64_t m_stdin_credit = 0; // bytes the worker still accepts (WINDOW)
   bool m_stdin_eof_sent = false;
-  bool m_worker_has_msg = false;  // WELCOME announced the "msg" feature
-  bool m_msg_open = false;        // the router routes this node's messages
-  bool m_upload_reported = false; // to the progress bar
+  bool m_worker_has_msg = false;   // WELCOME announced the "msg" feature
+  bool m_worker_has_fetch = false; // WELCOME announced the "fetch" feature
+  bool m_msg_open = false;         // the router routes this node's messages
+  bool m_upload_reported = false;  // to the progress bar
   NodeResult m_result;
 };
 

@@ -1,6 +1,8 @@
 #include "master/options.hpp"
 
 #include "common/error.hpp"
+#include "common/fetch_pattern.hpp"
+#include "common/size_option.hpp"
 
 // Vector options are repeated flags, never comma lists: `--cmd "echo a,b"` is one command.
 #define CXXOPTS_VECTOR_DELIMITER '\0'
@@ -86,8 +88,8 @@ void check_status_usage(const cxxopts::ParseResult& r, const Options& o)
   if (!o.commands.empty()) {
     throw ConfigError("--status runs no command: drop --cmd and --");
   }
-  for (const std::string name :
-       {"send", "ignore", "env", "timeout", "keep", "S", "stdin", "blocks", "gather", "outdir"}) {
+  for (const std::string name : {"send", "ignore", "env", "timeout", "keep", "S", "stdin", "blocks",
+                                 "gather", "outdir", "fetch", "results-dir", "fetch-limit"}) {
     if (r.count(name)) {
       throw ConfigError(std::string("--status cannot be combined with ") +
                         (name == "S" ? "-" : "--") + name);
@@ -122,6 +124,9 @@ Options parse_options(int argc, char** argv)
     ("no-hash-cache", "hash every sent file again instead of trusting the hash cache ($XDG_CACHE_HOME/distcomp/hashes) for unchanged ones")
     ("ignore", "leave out what PATTERN matches inside sent directories, as a .distcompignore line would (repeatable; e.g. '*.o', 'build/', '/data/**')", cxxopts::value<std::vector<std::string>>())
     ("c,cmd", "command to run on every node (repeatable; run in order)", cxxopts::value<std::vector<std::string>>())
+    ("fetch", "after the commands (also when they failed) bring back PATH from each job dir: a file, a directory or a glob such as 'out/*.csv' (repeatable)", cxxopts::value<std::vector<std::string>>())
+    ("results-dir", "where --fetch puts each node's results, as DIR/<node>/PATH; each run replaces that node's directory", cxxopts::value<std::string>()->default_value("results"))
+    ("fetch-limit", "most bytes --fetch accepts from one node (K, M, G, T suffixes)", cxxopts::value<std::string>()->default_value("4G"))
     ("e,env", "K=V added to every command's environment (repeatable)", cxxopts::value<std::vector<std::string>>())
     ("k,key", "cluster key file (default ~/.config/distcomp/cluster.key, then /etc/distcomp/cluster.key)", cxxopts::value<std::string>())
     ("keygen", "create a new cluster key file (at --key or the default path) and exit")
@@ -251,6 +256,23 @@ Options parse_options(int argc, char** argv)
   if (r.count("timeout")) {
     o.command_timeout_s = positive_seconds(r, "timeout");
   }
+  if (r.count("fetch")) {
+    o.fetch = r["fetch"].as<std::vector<std::string>>();
+    if (o.fetch.size() > k_max_fetch_patterns) {
+      throw ConfigError("--fetch: at most " + std::to_string(k_max_fetch_patterns) + " paths");
+    }
+    for (const auto& p : o.fetch) {
+      split_fetch_pattern(p); // throws ConfigError naming the path and the problem
+    }
+  } else if (r.count("results-dir") || r.count("fetch-limit")) {
+    throw ConfigError(std::string("--") + (r.count("results-dir") ? "results-dir" : "fetch-limit") +
+                      " only goes with --fetch");
+  }
+  o.results_dir = r["results-dir"].as<std::string>();
+  if (o.results_dir.empty()) {
+    throw ConfigError("--results-dir: empty path");
+  }
+  o.fetch_limit = parse_size(r["fetch-limit"].as<std::string>(), "fetch-limit");
   o.keep = r.count("keep") > 0;
   o.stdin = r.count("stdin") > 0;
   o.largest_remote_status = r.count("S") > 0;

@@ -4,6 +4,7 @@
 #include "common/async.hpp"
 #include "master/terminal_style.hpp"
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -15,15 +16,18 @@ namespace dc::master {
 enum class ViewKind { live, blocks, gather, outdir, json };
 
 struct Options {
-  std::string peers_file;            // --peers; "" leaves the choice to select_nodes
-  std::vector<std::string> hosts;    // -w hostlists
-  std::vector<std::string> excluded; // -x hostlists
-  std::vector<std::string> groups;   // -g
-  std::vector<std::string> send;     // --send paths, rsync convention
-  std::vector<std::string> ignore;   // --ignore patterns (.distcompignore syntax)
-  bool hash_cache = true;            // --no-hash-cache turns the local hash cache off
-  std::optional<bool> progress;      // --progress / --no-progress; unset: when stderr is a tty
-  std::vector<std::string> commands; // --cmd, then the words after `--` as one command
+  std::string peers_file;              // --peers; "" leaves the choice to select_nodes
+  std::vector<std::string> hosts;      // -w hostlists
+  std::vector<std::string> excluded;   // -x hostlists
+  std::vector<std::string> groups;     // -g
+  std::vector<std::string> send;       // --send paths, rsync convention
+  std::vector<std::string> ignore;     // --ignore patterns (.distcompignore syntax)
+  bool hash_cache = true;              // --no-hash-cache turns the local hash cache off
+  std::optional<bool> progress;        // --progress / --no-progress; unset: when stderr is a tty
+  std::vector<std::string> commands;   // --cmd, then the words after `--` as one command
+  std::vector<std::string> fetch;      // --fetch patterns (common/fetch_pattern.hpp)
+  std::string results_dir = "results"; // --results-dir: DIR/<node>/ per node
+  std::uint64_t fetch_limit = std::uint64_t{4} << 30; // --fetch-limit: bytes per node
   std::map<std::string, std::string> env;
   std::optional<std::string> key_path;
   bool force = false; // with --keygen: overwrite; otherwise: accept loose key permissions

@@ -35,6 +35,31 @@ TEST_CASE("master: -S returns the largest remote code, signals as 128+N")
                     true) == 137);
   CHECK(exit_status({node(NodeState::ok, 0)}, false, true) == 0);
   CHECK(exit_status({node(NodeState::failed, 7)}, true, true) == 130);
+  // Failed with exit 0 (results that did not come back) or without any exit code: still 1.
+  CHECK(exit_status({node(NodeState::ok, 0), node(NodeState::failed, 0)}, false, true) == 1);
+  CHECK(exit_status({node(NodeState::failed)}, false, true) == 1);
+}
+
+TEST_CASE("master: the summary line reports what --fetch brought back")
+{
+  NodeResult r = node(NodeState::ok, 0);
+  FetchStats f;
+  f.dir = "results/lab01";
+  f.files = 12;
+  f.bytes = 38'000'000;
+  f.reused_files = 10;
+  r.fetch_stats = f;
+  CHECK(summary_line("lab01", 5, r)
+            .find("fetched 12 files, 38 MB into results/lab01 (10 unchanged)") !=
+        std::string::npos);
+  f.files = 1;
+  f.reused_files = 0;
+  f.skipped = 7;
+  f.skipped_examples = {"pw (symbolic link)", "pipe (fifo)"};
+  r.fetch_stats = f;
+  CHECK(summary_line("lab01", 5, r)
+            .find("fetched 1 file, 38 MB into results/lab01; 7 skipped: pw (symbolic link), pipe "
+                  "(fifo), ...") != std::string::npos);
 }
 
 TEST_CASE("master: summary lines name state, exit and phases")
