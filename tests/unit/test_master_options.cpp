@@ -87,3 +87,19 @@ TEST_CASE("master: options: --status needs no command, takes --json, and refuses
   CHECK_THROWS_AS(parse_cli({"--peers", "p", "--status", "--blocks"}), dc::ConfigError);
   CHECK_THROWS_AS(parse_cli({"--peers", "p", "--status", "--stdin"}), dc::ConfigError);
 }
+
+TEST_CASE("master: options: --fetch, --results-dir and --fetch-limit")
+{
+  const Options f = parse_cli({"--fetch", "out", "--fetch", "*.csv", "--results-dir", "r",
+                               "--fetch-limit", "10M", "--cmd", "x"});
+  CHECK(f.fetch == std::vector<std::string>{"out", "*.csv"});
+  CHECK(f.results_dir == "r");
+  CHECK(f.fetch_limit == 10u << 20);
+  const Options d = parse_cli({"--fetch", ".", "--cmd", "x"});
+  CHECK(d.results_dir == "results");
+  CHECK(d.fetch_limit == std::uint64_t{4} << 30);
+  CHECK_THROWS_WITH_AS(parse_cli({"--fetch-limit", "1G", "--cmd", "x"}),
+                       "--fetch-limit only goes with --fetch", dc::ConfigError);
+  CHECK_THROWS_WITH_AS(parse_cli({"--status", "--fetch", "x"}),
+                       "--status cannot be combined with --fetch", dc::ConfigError);
+}
