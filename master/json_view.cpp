@@ -99,6 +99,9 @@ asio::awaitable<void> JsonView::node_done(std::size_t node, const NodeResult& r)
   event["connect_s"] = seconds(r.connect);
   event["upload_s"] = seconds(r.upload);
   event["run_s"] = seconds(r.run);
+  if (r.fetch_stats || r.fetch != Clock::duration::zero()) {
+    event["fetch_s"] = seconds(r.fetch);
+  }
   event["total_s"] = seconds(r.total);
   // Remote text (detail, kept_dir) is not trusted to be UTF-8: replace what is not.
   m_printer.write(false, event.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");

@@ -163,8 +163,12 @@ std::string summary_line(const std::string& label, std::size_t label_width, cons
   const bool ran = r.state != NodeState::unreachable && r.state != NodeState::rejected;
   line += format_duration(r.total);
   if (ran) {
-    line += "   (connect " + format_duration(r.connect) + ", upload " + format_duration(r.upload) +
-            ", run " + format_duration(r.run) + ")";
+    line +=
+        "   (connect " + format_duration(r.connect) + ", upload " + format_duration(r.upload) +
+        ", run " + format_duration(r.run) +
+        (r.fetch_stats || r.fetch != Clock::duration::zero() ? ", fetch " + format_duration(r.fetch)
+                                                             : std::string()) +
+        ")";
   }
   if (r.upload_stats) {
     line += "   " + upload_text(*r.upload_stats);

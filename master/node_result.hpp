@@ -48,6 +48,7 @@ struct NodeResult {
   Clock::duration connect{};      // connect + handshake + WELCOME
   Clock::duration upload{};       // bundle sent and verified
   Clock::duration run{};          // commands
+  Clock::duration fetch{};        // --fetch: results received and in place (zero without)
   Clock::duration total{};
   std::uint64_t bytes_sent = 0;
   std::optional<UploadStats> upload_stats; // set once the worker confirmed the bundle

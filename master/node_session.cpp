@@ -137,6 +137,7 @@ awaitable<NodeResult> NodeSession::run(std::function<void()> uploaded)
                            m_result.state == NodeState::timed_out;
     if (!m_plan.options.fetch.empty() && fetchable && !m_cancelled) {
       co_await fetch();
+      m_result.fetch = lap();
     }
     m_phase = Phase::closing;
     // The job is over: other nodes' sends to it fail from now on, their receives once they have
@@ -202,6 +203,8 @@ awaitable<NodeResult> NodeSession::run(std::function<void()> uploaded)
   }
   if (m_phase == Phase::running) {
     m_result.run = lap();
+  } else if (m_phase == Phase::fetching) {
+    m_result.fetch = lap();
   }
   m_result.total = Clock::now() - started;
   if (m_channel) {

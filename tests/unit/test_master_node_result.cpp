@@ -49,6 +49,8 @@ TEST_CASE("master: the summary line reports what --fetch brought back")
   f.bytes = 38'000'000;
   f.reused_files = 10;
   r.fetch_stats = f;
+  r.fetch = std::chrono::milliseconds(410);
+  CHECK(summary_line("lab01", 5, r).find(", fetch 410 ms)") != std::string::npos);
   CHECK(summary_line("lab01", 5, r)
             .find("fetched 12 files, 38 MB into results/lab01 (10 unchanged)") !=
         std::string::npos);
