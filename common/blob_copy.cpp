@@ -65,6 +65,20 @@ bool copy_verified(int in, int out, const Hash& hash, std::uint64_t size, Bytes&
   return got == hash;
 }
 
+bool fill_verified(int in, int out, const Hash& hash, std::uint64_t size, Bytes& buffer)
+{
+  bool ok = false;
+  try {
+    ok = copy_verified(in, out, hash, size, buffer);
+  } catch (const WriteFailure& f) {
+    throw std::system_error(f.err, std::generic_category(), "cannot write");
+  }
+  if (!ok) {
+    reset_file(out);
+  }
+  return ok;
+}
+
 void reset_file(int fd)
 {
   if (::ftruncate(fd, 0) != 0 || ::lseek(fd, 0, SEEK_SET) != 0) {

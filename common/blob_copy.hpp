@@ -22,6 +22,12 @@ struct WriteFailure {
 // Throws WriteFailure when `out` cannot be written.
 bool copy_verified(int in, int out, const Hash& hash, std::uint64_t size, Bytes& buffer);
 
+// What a BlobStore's fill does with a source file it found: copy_verified from `in` into `out`;
+// when the bytes do not match, `out` is emptied again (reset_file) and false returned. A failed
+// write to `out` throws std::system_error ("cannot write"): the caller's file, not the store, is
+// at fault.
+bool fill_verified(int in, int out, const Hash& hash, std::uint64_t size, Bytes& buffer);
+
 // Empties `fd` again after a failed fill, so the caller gets the file it gave. Throws
 // std::system_error.
 void reset_file(int fd);

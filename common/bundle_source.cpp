@@ -56,26 +56,6 @@ ssize_t read_some(int fd, std::uint8_t* buffer, std::size_t size)
   }
 }
 
-const char* special_kind(mode_t mode)
-{
-  if (S_ISLNK(mode)) {
-    return "symbolic link";
-  }
-  if (S_ISFIFO(mode)) {
-    return "fifo";
-  }
-  if (S_ISSOCK(mode)) {
-    return "socket";
-  }
-  if (S_ISCHR(mode)) {
-    return "character device";
-  }
-  if (S_ISBLK(mode)) {
-    return "block device";
-  }
-  return S_ISREG(mode) || S_ISDIR(mode) ? nullptr : "special file";
-}
-
 struct Found {
   std::string bundle_path;
   std::string local_path;
@@ -316,6 +296,26 @@ Bytes compress_whole(ByteView data, int level)
 }
 
 } // namespace
+
+const char* special_kind(mode_t mode)
+{
+  if (S_ISLNK(mode)) {
+    return "symbolic link";
+  }
+  if (S_ISFIFO(mode)) {
+    return "fifo";
+  }
+  if (S_ISSOCK(mode)) {
+    return "socket";
+  }
+  if (S_ISCHR(mode)) {
+    return "character device";
+  }
+  if (S_ISBLK(mode)) {
+    return "block device";
+  }
+  return S_ISREG(mode) || S_ISDIR(mode) ? nullptr : "special file";
+}
 
 bool hash_regular_file(const std::string& path, Bytes& buffer, std::uint64_t& size, Hash& hash,
                        struct stat& after)

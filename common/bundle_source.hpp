@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <sys/types.h>
 #include <vector>
 
 struct stat;
@@ -48,6 +49,11 @@ struct BundleSource {
 BundleSource scan_sources(const std::vector<std::string>& args,
                           const std::vector<std::string>& ignore_patterns = {},
                           HashCache* hashes = nullptr);
+
+// What a file of mode `mode` is, for messages ("symbolic link", "fifo", "socket", "character
+// device", "block device", "special file"), or nullptr for a regular file or a directory: the only
+// kinds a bundle carries.
+const char* special_kind(mode_t mode);
 
 // Hashes the regular file at `path` (BLAKE2b-256, k_hash_chunk reads, never following a symlink
 // in the last component). Returns false with errno set if it cannot be opened or read; `after` is

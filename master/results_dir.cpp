@@ -34,16 +34,7 @@ public:
         static_cast<std::uint64_t>(st.st_size) != size) {
       return false;
     }
-    bool ok = false;
-    try {
-      ok = copy_verified(in.get(), fd, hash, size, m_buffer);
-    } catch (const WriteFailure& f) {
-      throw std::system_error(f.err, std::generic_category(), "cannot write");
-    }
-    if (!ok) {
-      reset_file(fd);
-    }
-    return ok;
+    return fill_verified(in.get(), fd, hash, size, m_buffer);
   }
 
   void add(int, const Hash&, std::uint64_t) noexcept override {}

@@ -201,15 +201,8 @@ bool BlobCache::fill(int fd, const Hash& hash, std::uint64_t size, std::string_v
     reset_file(fd);
     return false;
   }
-  bool ok = false;
-  try {
-    ok = copy_verified(in.get(), fd, hash, size, m_buffer);
-  } catch (const WriteFailure& f) {
-    throw std::system_error(f.err, std::generic_category(), "cannot write");
-  }
-  if (!ok) {
+  if (!fill_verified(in.get(), fd, hash, size, m_buffer)) {
     forget(hash, "is corrupted");
-    reset_file(fd);
     return false;
   }
   touch(hash, in.get());

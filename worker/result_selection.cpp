@@ -17,23 +17,6 @@
 namespace dc::worker {
 namespace {
 
-const char* kind_of(mode_t mode)
-{
-  if (S_ISLNK(mode)) {
-    return "symbolic link";
-  }
-  if (S_ISSOCK(mode)) {
-    return "socket";
-  }
-  if (S_ISFIFO(mode)) {
-    return "fifo";
-  }
-  if (S_ISCHR(mode) || S_ISBLK(mode)) {
-    return "device";
-  }
-  return "special file";
-}
-
 std::string join(const std::string& dir, const std::string& name)
 {
   return dir.empty() ? name : dir + "/" + name;
@@ -184,7 +167,7 @@ private:
       insert(path, st);
       add_children(sub.get(), path);
     } else {
-      skip(path, kind_of(st.st_mode));
+      skip(path, special_kind(st.st_mode));
     }
   }
 
