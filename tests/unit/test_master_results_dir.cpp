@@ -1,4 +1,5 @@
 #include "master/results_dir.hpp"
+#include "tests/support/processes.hpp"
 
 #include <doctest/doctest.h>
 #include <sodium.h>
@@ -7,8 +8,6 @@
 #include <cstdio>
 #include <fcntl.h>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <unistd.h>
 #include <vector>
@@ -18,32 +17,15 @@ using dc::master::ResultsDir;
 
 namespace {
 
-class TempBase {
+// A temporary directory; `path` as the tests below spell it.
+class TempBase : public dc::test::TempDir {
 public:
-  TempBase()
-  {
-    std::string tmpl = (fs::temp_directory_path() / "dc-results-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempBase() { dc::master::remove_results_tree(path); }
-  TempBase(const TempBase&) = delete;
-  TempBase& operator=(const TempBase&) = delete;
-  std::string path;
+  const std::string& path = TempDir::path();
 };
 
 void write(const std::string& path, const std::string& content)
 {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream(path, std::ios::binary) << content;
-}
-
-std::string read(const std::string& path)
-{
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
+  dc::test::write_file(path, content);
 }
 
 dc::Hash hash_of(const std::string& content)
@@ -108,7 +90,7 @@ TEST_CASE("results dir: results are written beside the old ones and swapped in o
   }
   CHECK(names(dir) == std::vector<std::string>{"ignored", "n1"}); // no partial or old tree left
   CHECK(names(dir + "/n1") == std::vector<std::string>{"new.txt"});
-  CHECK(read(dir + "/n1/new.txt") == "2");
+  CHECK(dc::test::read_file(dir + "/n1/new.txt") == "2");
 }
 
 TEST_CASE("results dir: a run that never commits leaves the previous results and no partial dir")
@@ -120,7 +102,7 @@ TEST_CASE("results dir: a run that never commits leaves the previous results and
     REQUIRE(::close(::openat(failed.fd(), "half", O_CREAT | O_WRONLY | O_CLOEXEC, 0644)) == 0);
   }
   CHECK(names(base.path) == std::vector<std::string>{"n1"});
-  CHECK(read(base.path + "/n1/keep.txt") == "previous");
+  CHECK(dc::test::read_file(base.path + "/n1/keep.txt") == "previous");
 }
 
 TEST_CASE("results dir: previous results serve a file only at the same path, size and hash")

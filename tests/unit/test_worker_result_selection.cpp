@@ -1,10 +1,9 @@
 #include "common/error.hpp"
+#include "tests/support/processes.hpp"
 #include "worker/result_selection.hpp"
 
 #include <doctest/doctest.h>
 
-#include <filesystem>
-#include <fstream>
 #include <string>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -12,34 +11,18 @@
 #include <unistd.h>
 #include <vector>
 
-namespace fs = std::filesystem;
 using dc::worker::select_results;
 
 namespace {
 
 // A job dir to select from, removed afterwards.
-class JobDir {
+class JobDir : public dc::test::TempDir {
 public:
-  JobDir()
-  {
-    std::string tmpl = (fs::temp_directory_path() / "dc-select-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~JobDir()
-  {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  JobDir(const JobDir&) = delete;
-  JobDir& operator=(const JobDir&) = delete;
-
   void file(const std::string& rel, const std::string& content = "x") const
   {
-    fs::create_directories(fs::path(path + "/" + rel).parent_path());
-    std::ofstream(path + "/" + rel, std::ios::binary) << content;
+    dc::test::write_file(*this / rel, content);
   }
-  std::string path;
+  const std::string& path = TempDir::path();
 };
 
 const std::set<std::string> k_internal{".tmp", ".msg"};
