@@ -4,6 +4,7 @@
 // worker (tests/support/fake_worker.hpp) cannot write outside DIR/<node>/ or leave anything
 // half-written.
 
+#include "common/messages.hpp"
 #include "tests/support/fake_worker.hpp"
 #include "tests/support/processes.hpp"
 #include "tests/support/raw_client.hpp"
@@ -204,5 +205,24 @@ TEST_CASE("e2e: fetch: hostile results are rejected and nothing is written outsi
     CHECK(tree(dir.path()) == Paths{"cluster.key", "res", "res/" + worker.address(),
                                     "res/" + worker.address() + "/previous.txt"});
     fs::remove_all(node);
+  }
+}
+
+// The worker's side: a key holder's FETCH cannot name anything outside the job dir.
+TEST_CASE("e2e: fetch: the worker refuses FETCH paths that leave the job dir")
+{
+  WorkerProcess worker;
+  for (const std::string path : {"../../etc/passwd", "/etc/passwd", "a/../../x"}) {
+    CAPTURE(path);
+    RawClient client(worker.address(), worker.key());
+    client.handshake();
+    client.hello();
+    client.send_json(dc::RecordType::fetch, dc::to_json(dc::FetchBody{{path}}));
+    const UntilClosed seen = client.until_closed();
+    CHECK(seen.closed);
+    CHECK(seen.first_error_code() == "bad_request");
+    for (const auto& r : seen.records) {
+      CHECK(r.type != dc::RecordType::bundle_begin);
+    }
   }
 }
