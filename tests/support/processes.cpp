@@ -118,43 +118,6 @@ std::vector<std::string> split_lines(const std::string& text)
 
 } // namespace
 
-TempDir::TempDir()
-{
-  const char* base = std::getenv("TMPDIR");
-  std::string templ = std::string(base && *base ? base : "/tmp") + "/dc-test-XXXXXX";
-  if (mkdtemp(templ.data()) == nullptr) {
-    fail("mkdtemp");
-  }
-  m_path = templ;
-}
-
-TempDir::~TempDir()
-{
-  if (std::getenv("DC_KEEP_TEST_DIRS") == nullptr) {
-    std::error_code ec;
-    std::filesystem::remove_all(m_path, ec);
-  }
-}
-
-void write_file(const std::string& path, const std::string& content, int mode)
-{
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << content;
-  chmod(path.c_str(), static_cast<mode_t>(mode));
-}
-
-std::string read_file(const std::string& path)
-{
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-bool exists(const std::string& path)
-{
-  struct stat st {};
-  return lstat(path.c_str(), &st) == 0;
-}
-
 std::string make_key(const TempDir& dir, const std::string& name)
 {
   const std::string path = dir / name;

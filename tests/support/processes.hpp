@@ -2,6 +2,8 @@
 // Test helpers that start the real binaries: a worker on 127.0.0.1:0 with its own key and
 // workdir, and the master with captured stdout/stderr. Every process is stopped by its pid.
 
+#include "tests/support/temp_files.hpp"
+
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -15,25 +17,6 @@
 #include <vector>
 
 namespace dc::test {
-
-// A fresh directory under $TMPDIR (or /tmp), removed by the destructor unless the
-// DC_KEEP_TEST_DIRS environment variable is set.
-class TempDir {
-public:
-  TempDir();
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return m_path; }
-  std::string operator/(const std::string& name) const { return m_path + "/" + name; }
-
-private:
-  std::string m_path;
-};
-
-void write_file(const std::string& path, const std::string& content, int mode = 0644);
-std::string read_file(const std::string& path);
-bool exists(const std::string& path);
 
 // Creates a key file with `master --keygen` (mode 0600) and returns its path.
 std::string make_key(const TempDir& dir, const std::string& name = "cluster.key");

@@ -1,5 +1,5 @@
 #include "master/results_dir.hpp"
-#include "tests/support/processes.hpp"
+#include "tests/support/temp_files.hpp"
 
 #include <doctest/doctest.h>
 #include <sodium.h>

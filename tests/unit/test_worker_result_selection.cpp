@@ -1,5 +1,5 @@
 #include "common/error.hpp"
-#include "tests/support/processes.hpp"
+#include "tests/support/temp_files.hpp"
 #include "worker/result_selection.hpp"
 
 #include <doctest/doctest.h>
