@@ -1011,12 +1011,8 @@ awaitable<void> Session::finish(const std::string& why)
     close(m_job_fd);
     m_job_fd = -1;
   }
-  if (!m_job_dir.empty()) {
-    if (m_keep) {
-      log_info("%s: kept job dir %s", m_label.c_str(), m_job_dir.c_str());
-    } else {
-      remove_tree(m_job_dir);
-    }
+  if (!m_job_dir.empty() && m_keep) {
+    log_info("%s: kept job dir %s", m_label.c_str(), m_job_dir.c_str());
   }
   if (clean || !m_stop_reason.empty()) {
     try {
@@ -1027,6 +1023,10 @@ awaitable<void> Session::finish(const std::string& why)
   }
   m_channel.shutdown_send();
   m_channel.close();
+  // Every process of the job is gone; the files go after the BYE, on the workdir's own thread.
+  if (!m_job_dir.empty() && !m_keep) {
+    m_state.workdir.remove_job_dir(m_job_dir);
+  }
   if (m_authenticated) {
     log_debug("%s: closed", m_label.c_str());
   }

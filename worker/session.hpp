@@ -49,7 +49,7 @@ public:
   Session& operator=(const Session&) = delete;
 
   // Serves the session from the HELLO on (the handshake is done). Never throws: every ending is
-  // logged, and the job's processes and directory are gone when it returns.
+  // logged; when it returns the job's processes are gone and its directory is being removed.
   awaitable<void> run();
   // Worker shutdown: cancel the commands, tell the master, end the session.
   void stop();

@@ -67,8 +67,50 @@ Workdir::Workdir(std::string path)
 
 Workdir::~Workdir()
 {
+  {
+    const std::lock_guard lock(m_mutex);
+    m_closing = true;
+  }
+  m_queued.notify_one();
+  if (m_remover.joinable()) {
+    m_remover.join();
+  }
   if (m_lock_fd >= 0) {
     close(m_lock_fd);
+  }
+}
+
+void Workdir::remove_job_dir(std::string path)
+{
+  std::unique_lock lock(m_mutex);
+  if (!m_remover.joinable()) {
+    try {
+      m_remover = std::thread([this] { remove_loop(); });
+    } catch (const std::system_error& e) { // no thread: remove it here, late rather than never
+      lock.unlock();
+      log_warn("cannot start a thread to remove job dirs (%s): removing it now", e.what());
+      remove_tree(path);
+      return;
+    }
+  }
+  m_doomed.push_back(std::move(path));
+  lock.unlock();
+  m_queued.notify_one();
+}
+
+void Workdir::remove_loop()
+{
+  std::unique_lock lock(m_mutex);
+  for (;;) {
+    m_queued.wait(lock, [this] { return m_closing || !m_doomed.empty(); });
+    if (m_doomed.empty()) {
+      return; // closing, and nothing left
+    }
+    const std::string path = std::move(m_doomed.front());
+    m_doomed.pop_front();
+    lock.unlock();
+    remove_tree(path);
+    lock.lock();
   }
 }
 

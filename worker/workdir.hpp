@@ -2,7 +2,11 @@
 // The worker's base directory: one worker per directory (flock), job dirs created fresh per
 // session with mkdtemp (0700), removed afterwards; dirs left by a crash are removed at start-up.
 
+#include <condition_variable>
+#include <deque>
+#include <mutex>
 #include <string>
+#include <thread>
 
 namespace dc::worker {
 
@@ -11,6 +15,7 @@ public:
   // Creates `path` (0700) if missing, takes an exclusive lock and removes stale job dirs.
   // Throws ConfigError if another worker holds the lock or the directory is unusable.
   explicit Workdir(std::string path);
+  // Finishes the removals still queued, then releases the lock.
   ~Workdir();
   Workdir(const Workdir&) = delete;
   Workdir& operator=(const Workdir&) = delete;
@@ -19,13 +24,24 @@ public:
   // Returns the path of a fresh, empty job directory; a kept one (`keep`) is named so that
   // start-up cleanup leaves it alone. Throws std::system_error.
   std::string create_job_dir(bool keep) const;
+  // Removes a finished job's directory on a thread of its own and returns at once: deleting
+  // thousands of files can take seconds, which must delay neither the session's BYE (the master
+  // waits for it) nor the other sessions on the io thread. Never throws.
+  void remove_job_dir(std::string path);
 
   // The default base directory: $XDG_RUNTIME_DIR is too small for bundles, so /var/tmp.
   static std::string default_path();
 
 private:
+  void remove_loop();
+
   std::string m_path;
   int m_lock_fd = -1;
+  std::mutex m_mutex;
+  std::condition_variable m_queued;
+  std::deque<std::string> m_doomed; // job dirs waiting for removal
+  bool m_closing = false;
+  std::thread m_remover; // started by the first remove_job_dir
 };
 
 // Removes a directory tree without following symlinks (a job may plant them). Never throws.
