@@ -564,6 +564,27 @@ echo
 echo
 
 echo "targets"
+# The issue's: cases 1 and 4 at least as fast as the fastest peer; cases 2 and 3 at least 10x
+# faster than parallel-rsync.
+for c in $SHIP_CASES; do
+  dc=${med["$c|distcomp"]:-} b=${best_tool[$c]:-} pr=${med["$c|prsync"]:-}
+  case $c in
+    1 | 4)
+      if [ -z "$dc" ] || [ -z "$b" ]; then
+        echo "  [n/a]    case $c at least as fast as the fastest peer: not measured"
+        continue
+      fi
+      if [ "$(calc "$dc <= ${med["$c|$b"]}" 0)" = 1 ]; then v="[met]   "; else v="[MISSED]"; fi
+      echo "  $v case $c at least as fast as the fastest peer: distcomp $dc s vs $(label "$b") ${med["$c|$b"]} s" ;;
+    2 | 3)
+      if [ -z "$dc" ] || [ -z "$pr" ]; then
+        echo "  [n/a]    case $c 10x faster than parallel-rsync: not measured"
+        continue
+      fi
+      if [ "$(calc "$pr >= 10 * $dc" 0)" = 1 ]; then v="[met]   "; else v="[MISSED]"; fi
+      echo "  $v case $c 10x faster than parallel-rsync: distcomp $dc s vs $pr s (x$(calc "$pr / $dc" 2))" ;;
+  esac
+done
 if [ -n "${wrss[4]:-}" ]; then
   if [ "${wrss[4]}" -lt "$WORKER_RSS_LIMIT_KB" ]; then v="[met]   "; else v="[MISSED]"; fi
   echo "  $v worker peak RSS in case 4 ($BIG_MB MB file): $(mib "${wrss[4]}") MiB (limit $(mib "$WORKER_RSS_LIMIT_KB") MiB; master $(mib "${mrss[4]}") MiB)"
