@@ -2,6 +2,7 @@
 
 #include "common/blob_copy.hpp"
 #include "common/open_beneath.hpp"
+#include "common/remove_tree.hpp"
 #include "common/unique_fd.hpp"
 
 #include <cerrno>
@@ -79,7 +80,7 @@ ResultsDir::ResultsDir(const std::string& dir, const std::string& name)
   m_partial_fd = ::open(m_partial.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (m_partial_fd < 0 || ::fchmod(m_partial_fd, 0755) != 0) {
     const int err = errno;
-    remove_results_tree(m_partial);
+    remove_tree(m_partial);
     throw std::system_error(err, std::generic_category(), "cannot open " + m_partial);
   }
   m_previous = std::make_unique<Previous>(m_final);
@@ -96,7 +97,7 @@ ResultsDir::~ResultsDir()
     ::close(m_partial_fd);
   }
   if (!m_committed) {
-    remove_results_tree(m_partial);
+    remove_tree(m_partial);
   }
 }
 
@@ -106,7 +107,7 @@ void ResultsDir::commit()
   // Swap the new tree with the old one in one step, so DIR/NAME always holds a complete run.
   if (::renameat2(AT_FDCWD, m_partial.c_str(), AT_FDCWD, m_final.c_str(), RENAME_EXCHANGE) == 0) {
     m_committed = true;
-    remove_results_tree(m_partial); // now the old results
+    remove_tree(m_partial); // now the old results
     return;
   }
   if (errno == ENOENT) { // no previous results
@@ -119,7 +120,7 @@ void ResultsDir::commit()
     if (::rename(m_final.c_str(), old.c_str()) == 0) {
       if (::rename(m_partial.c_str(), m_final.c_str()) == 0) {
         m_committed = true;
-        remove_results_tree(old);
+        remove_tree(old);
         return;
       }
       const int err = errno;
@@ -128,25 +129,6 @@ void ResultsDir::commit()
     }
   }
   throw std::system_error(errno, std::generic_category(), "cannot replace " + m_final);
-}
-
-void remove_results_tree(const std::string& path) noexcept
-{
-  std::error_code ec;
-  // remove_all never follows a symlink; a tree of ours may hold read-only dirs (0555 from a
-  // bundle): make every directory writable first.
-  for (auto it = std::filesystem::recursive_directory_iterator(
-           path, std::filesystem::directory_options::skip_permission_denied, ec);
-       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
-    if (it->is_directory(ec) && !it->is_symlink(ec)) {
-      std::filesystem::permissions(it->path(), std::filesystem::perms::owner_all,
-                                   std::filesystem::perm_options::add, ec);
-    }
-  }
-  std::filesystem::permissions(
-      path, std::filesystem::perms::owner_all,
-      std::filesystem::perm_options::add | std::filesystem::perm_options::nofollow, ec);
-  std::filesystem::remove_all(path, ec);
 }
 
 } // namespace dc::master

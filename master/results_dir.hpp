@@ -41,7 +41,4 @@ private:
   std::unique_ptr<Previous> m_previous;
 };
 
-// Removes `path` and everything beneath it without following symlinks; ignores a missing path.
-void remove_results_tree(const std::string& path) noexcept;
-
 } // namespace dc::master

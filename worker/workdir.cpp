@@ -2,6 +2,7 @@
 
 #include "common/error.hpp"
 #include "common/log.hpp"
+#include "common/remove_tree.hpp"
 
 #include <cerrno>
 #include <cstring>
@@ -121,24 +122,6 @@ std::string Workdir::create_job_dir(bool keep) const
     throw std::system_error(errno, std::generic_category(), "mkdtemp");
   }
   return templ;
-}
-void remove_tree(const std::string& path)
-{
-  std::error_code ec;
-  // A job may leave read-only dirs behind; make them writable first (symlinks are not followed).
-  for (auto it = std::filesystem::recursive_directory_iterator(
-           path, std::filesystem::directory_options::skip_permission_denied, ec);
-       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
-    if (it->is_directory(ec) && !it->is_symlink(ec)) {
-      chmod(it->path().c_str(), 0700);
-    }
-  }
-  ec.clear();
-  chmod(path.c_str(), 0700);
-  std::filesystem::remove_all(path, ec);
-  if (ec) {
-    log_warn("cannot remove %s: %s", path.c_str(), ec.message().c_str());
-  }
 }
 
 } // namespace dc::worker

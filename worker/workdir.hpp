@@ -44,7 +44,4 @@ private:
   std::thread m_remover; // started by the first remove_job_dir
 };
 
-// Removes a directory tree without following symlinks (a job may plant them). Never throws.
-void remove_tree(const std::string& path);
-
 } // namespace dc::worker
