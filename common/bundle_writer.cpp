@@ -14,6 +14,7 @@
 #include <optional>
 #include <stdexcept>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <system_error>
 #include <unistd.h>
 #include <utility>
@@ -700,6 +701,16 @@ void BundleWriter::apply_dir_metadata()
     const UniqueFd owner = walk_to_dir(m_root_fd, e.path, e.path, ref, dir);
     set_metadata(dir, k_dir_mode, e, ref);
   }
+}
+
+std::uint64_t cap_to_free_space(int dir_fd, std::uint64_t max_bytes, std::uint64_t reserve)
+{
+  struct statvfs fs {};
+  if (::fstatvfs(dir_fd, &fs) != 0) {
+    return max_bytes;
+  }
+  const std::uint64_t free_bytes = std::uint64_t(fs.f_bavail) * fs.f_frsize;
+  return std::min(max_bytes, free_bytes > reserve ? free_bytes - reserve : 0);
 }
 
 } // namespace dc

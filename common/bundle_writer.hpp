@@ -38,6 +38,11 @@ struct BundleBegin { // declared by the sender in BUNDLE_BEGIN; only used to rej
   std::uint64_t entries = 0, files = 0, bytes = 0, manifest_zbytes = 0;
 };
 
+// `max_bytes` capped at the free space of the filesystem holding `dir_fd` minus `reserve`, so a
+// bundle (a job's files, a node's results) never fills the disk; unchanged if the filesystem
+// cannot tell.
+std::uint64_t cap_to_free_space(int dir_fd, std::uint64_t max_bytes, std::uint64_t reserve);
+
 struct BundleStats {
   std::uint64_t files = 0;      // files written, duplicates included
   std::uint64_t bytes = 0;      // their total size in bytes

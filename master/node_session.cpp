@@ -7,7 +7,6 @@
 #include "master/results_dir.hpp"
 #include "master/safe_file_name.hpp"
 
-#include <sys/statvfs.h>
 #include <utility>
 
 namespace dc::master {
@@ -466,37 +465,15 @@ awaitable<void> NodeSession::fetch()
   // The worker is hostile until its results verified: the same limits as a worker applies to
   // a bundle, with the size capped by --fetch-limit and the local disk.
   BundleLimits limits;
-  limits.max_bytes = o.fetch_limit;
-  struct statvfs fs {};
-  if (fstatvfs(results->fd(), &fs) == 0) {
-    const std::uint64_t free_bytes = std::uint64_t(fs.f_bavail) * fs.f_frsize;
-    const std::uint64_t reserve = std::uint64_t{1} << 30;
-    limits.max_bytes = std::min(limits.max_bytes, free_bytes > reserve ? free_bytes - reserve : 0);
-  }
+  limits.max_bytes = cap_to_free_space(results->fd(), o.fetch_limit, std::uint64_t{1} << 30);
   BundleWriter writer(results->fd(), BundleBegin{b.entries, b.files, b.bytes, b.manifest_zbytes},
                       limits, &results->previous());
-  for (;;) {
-    const Record r = co_await next();
-    if (r.type == RecordType::manifest) {
-      writer.feed_manifest(r.body);
-    } else if (r.type == RecordType::manifest_end && r.body.empty()) {
-      break;
-    } else {
-      throw ProtocolError(std::string("unexpected ") + to_string(r.type) + " in the results");
-    }
-  }
+  co_await receive_stream(RecordType::manifest, RecordType::manifest_end,
+                          [&](ByteView body) { writer.feed_manifest(body); });
   const Bytes want = writer.end_manifest();
   co_await m_channel->send(RecordType::want, want);
-  for (;;) {
-    const Record r = co_await next();
-    if (r.type == RecordType::blob_data) {
-      writer.feed_blobs(r.body);
-    } else if (r.type == RecordType::bundle_end && r.body.empty()) {
-      break;
-    } else {
-      throw ProtocolError(std::string("unexpected ") + to_string(r.type) + " in the results");
-    }
-  }
+  co_await receive_stream(RecordType::blob_data, RecordType::bundle_end,
+                          [&](ByteView body) { writer.feed_blobs(body); });
   const BundleStats stats = writer.finish();
   const std::string ok =
       dump_body(to_json(BundleOkBody{stats.files, stats.bytes, stats.from_cache, 0}));
@@ -526,6 +503,21 @@ awaitable<void> NodeSession::fetch()
     m_result.state = m_result.state == NodeState::ok ? NodeState::failed : m_result.state;
     m_result.detail +=
         (m_result.detail.empty() ? "" : "; ") + std::string("--fetch: no match for ") + missing;
+  }
+}
+
+awaitable<void> NodeSession::receive_stream(RecordType data, RecordType end,
+                                            const std::function<void(ByteView)>& feed)
+{
+  for (;;) {
+    const Record r = co_await next();
+    if (r.type == data) {
+      feed(r.body);
+    } else if (r.type == end && r.body.empty()) {
+      co_return;
+    } else {
+      throw ProtocolError(std::string("unexpected ") + to_string(r.type) + " in the results");
+    }
   }
 }
 

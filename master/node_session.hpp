@@ -43,6 +43,10 @@ private:
   // Next record that is not a PING/PONG; output records go to the OutputView. Throws on EOF, a
   // fatal ERROR and protocol violations.
   awaitable<Record> next();
+  // Hands the body of every `data` record to `feed` until an empty `end` record (--fetch's
+  // MANIFEST…MANIFEST_END, BLOB_DATA…BUNDLE_END); anything else is a ProtocolError.
+  awaitable<void> receive_stream(RecordType data, RecordType end,
+                                 const std::function<void(ByteView)>& feed);
   RunBody make_run(std::uint32_t id, const std::string& command) const;
   // --stdin: sends as much of the run's stdin as the worker's credit allows, then STDIN_EOF.
   void send_stdin();

@@ -13,7 +13,6 @@
 #include <deque>
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 namespace dc::worker {
@@ -315,13 +314,8 @@ awaitable<void> Session::on_bundle_record(const Record& record)
       }
       const BundleBeginBody b = bundle_begin_from(parse_body(record.body));
       BundleLimits limits = m_state.options.limits.bundle;
-      struct statvfs fs {};
-      if (fstatvfs(m_job_fd, &fs) == 0) {
-        const std::uint64_t free_bytes = std::uint64_t(fs.f_bavail) * fs.f_frsize;
-        const std::uint64_t reserve = m_state.options.limits.disk_reserve;
-        limits.max_bytes =
-            std::min(limits.max_bytes, free_bytes > reserve ? free_bytes - reserve : 0);
-      }
+      limits.max_bytes =
+          cap_to_free_space(m_job_fd, limits.max_bytes, m_state.options.limits.disk_reserve);
       m_bundle = std::make_unique<BundleWriter>(
           m_job_fd, BundleBegin{b.entries, b.files, b.bytes, b.manifest_zbytes}, limits,
           m_state.cache);
