@@ -327,6 +327,14 @@ BundleWriter::~BundleWriter()
   }
 }
 
+void BundleWriter::reuse_tree(const ReusableTree& previous, int trash_fd,
+                              std::vector<std::string> leave_alone)
+{
+  m_previous = &previous;
+  m_trash_fd = trash_fd;
+  m_leave_alone = std::move(leave_alone);
+}
+
 void BundleWriter::set_test_hook(std::function<void(std::size_t entry_index)> hook)
 {
   m_hook = std::move(hook);
@@ -428,10 +436,21 @@ Bytes BundleWriter::end_manifest()
         m_twin_of_file[by_hash[k].second] = first;
       }
     }
+    m_stamps.assign(m_entry_of_file.size(), FileStamp{});
+    if (m_previous != nullptr) {
+      m_reconciled = reconcile_tree(m_root_fd, m_manifest, *m_previous, m_trash_fd, m_leave_alone);
+      m_previous = nullptr;
+    } else {
+      m_reconciled.kept_files.assign(m_entry_of_file.size(), false);
+    }
     create_directories();
     Bytes want((m_entry_of_file.size() + 7) / 8, 0);
     m_from_store.assign(m_entry_of_file.size(), false);
     for (std::size_t f = 0; f < m_entry_of_file.size(); ++f) {
+      if (m_reconciled.kept_files[f]) {
+        m_stamps[f] = m_reconciled.kept_stamps[f];
+        continue;
+      }
       if (m_twin_of_file[f]) {
         continue;
       }
@@ -451,7 +470,8 @@ void BundleWriter::create_directories()
 {
   for (std::size_t i = 0; i < m_manifest.entries.size(); ++i) {
     const ManifestEntry& e = m_manifest.entries[i];
-    if (e.kind != EntryKind::dir) {
+    if (e.kind != EntryKind::dir ||
+        std::binary_search(m_reconciled.kept_dirs.begin(), m_reconciled.kept_dirs.end(), e.path)) {
       continue;
     }
     const auto ref = static_cast<long long>(i);
@@ -500,6 +520,7 @@ bool BundleWriter::fill_from_store(std::size_t file_index)
     return false;
   }
   set_metadata(out.get(), e.executable ? k_exec_mode : k_file_mode, e, ref);
+  record(file_index, out.get(), ref);
   return true;
 }
 
@@ -592,6 +613,7 @@ void BundleWriter::end_blob()
     bad_bundle("hash mismatch for " + escape_for_log(e.path), ref);
   }
   set_metadata(m_blob_fd, e.executable ? k_exec_mode : k_file_mode, e, ref);
+  record(m_wanted[m_next_wanted], m_blob_fd, ref);
   if (m_store != nullptr) {
     m_store->add(m_blob_fd, e.hash, e.size); // copies and checks again; never throws
   }
@@ -612,18 +634,21 @@ BundleStats BundleWriter::finish()
                      escape_for_log(m_manifest.entries[missing].path) + " was complete",
                  static_cast<long long>(missing));
     }
+    const std::vector<bool>& kept = m_reconciled.kept_files;
     for (std::size_t f = 0; f < m_twin_of_file.size(); ++f) {
-      if (m_twin_of_file[f]) {
+      if (m_twin_of_file[f] && !kept[f]) {
         copy_duplicate(f);
       }
     }
     apply_dir_metadata();
     m_phase = Phase::finished;
-    std::uint64_t from_store = 0;
+    BundleStats stats{m_entry_of_file.size(), m_manifest.total_bytes(), 0, 0};
     for (std::size_t f = 0; f < m_entry_of_file.size(); ++f) {
-      from_store += m_from_store[m_twin_of_file[f].value_or(f)] ? 1 : 0;
+      const std::size_t first = m_twin_of_file[f].value_or(f);
+      stats.kept += kept[f] ? 1 : 0;
+      stats.from_cache += kept[f] || kept[first] || m_from_store[first] ? 1 : 0;
     }
-    return BundleStats{m_entry_of_file.size(), m_manifest.total_bytes(), from_store};
+    return stats;
   });
 }
 
@@ -685,6 +710,31 @@ void BundleWriter::copy_duplicate(std::size_t file_index)
     copied += static_cast<std::uint64_t>(n);
   }
   set_metadata(out.get(), e.executable ? k_exec_mode : k_file_mode, e, ref);
+  record(file_index, out.get(), ref);
+}
+
+void BundleWriter::record(std::size_t file_index, int fd, long long ref)
+{
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    fs_failure(errno, "cannot stat", m_manifest.entries[m_entry_of_file[file_index]].path, ref);
+  }
+  m_stamps[file_index] = FileStamp::of(st);
+}
+
+ReusableTree BundleWriter::written_tree(timespec sealed) const
+{
+  ReusableTree tree;
+  tree.sealed = sealed;
+  if (m_phase != Phase::finished) {
+    return tree; // nothing reusable from a bundle that did not complete
+  }
+  tree.files.reserve(m_entry_of_file.size());
+  for (std::size_t f = 0; f < m_entry_of_file.size(); ++f) { // manifest order = path order
+    const ManifestEntry& e = m_manifest.entries[m_entry_of_file[f]];
+    tree.files.push_back(WrittenFile{e.path, e.hash, m_stamps[f]});
+  }
+  return tree;
 }
 
 void BundleWriter::apply_dir_metadata()

@@ -15,11 +15,14 @@
 // to that store. A file whose hash an earlier file already has is not wanted: finish() copies it
 // from that twin. Any failure throws BundleError; the writer
 // never deletes anything, the caller removes the whole job dir (partial state is only ever
-// beneath root). After a throw the writer is unusable (every later call throws bad_bundle).
+// beneath root). Given the tree an earlier bundle left in root (reuse_tree), the writer first
+// reconciles it (reusable_tree.hpp): files still in place are neither wanted nor written. After a
+// throw the writer is unusable (every later call throws bad_bundle).
 
 #include "common/blob_store.hpp"
 #include "common/bytes.hpp"
 #include "common/manifest.hpp"
+#include "common/reusable_tree.hpp"
 
 #include <cstdint>
 #include <functional>
@@ -44,9 +47,10 @@ struct BundleBegin { // declared by the sender in BUNDLE_BEGIN; only used to rej
 std::uint64_t cap_to_free_space(int dir_fd, std::uint64_t max_bytes, std::uint64_t reserve);
 
 struct BundleStats {
-  std::uint64_t files = 0;      // files written, duplicates included
+  std::uint64_t files = 0;      // files in the bundle, duplicates included
   std::uint64_t bytes = 0;      // their total size in bytes
-  std::uint64_t from_cache = 0; // files whose content came from the BlobStore (twins included)
+  std::uint64_t from_cache = 0; // files the sender need not send: from the BlobStore or kept
+  std::uint64_t kept = 0;       // of those, files the reused tree already held in place
 };
 
 class BundleWriter {
@@ -68,11 +72,16 @@ public:
   // min(max_manifest_bytes, the largest manifest the declared counts allow).
   void feed_manifest(ByteView zstd_slice);
 
+  // Before end_manifest: root holds `previous` (borrowed until end_manifest returns), the tree an
+  // earlier bundle wrote there. end_manifest reconciles it first, moving what the new bundle
+  // does not keep into `trash_fd` and leaving the top-level names in `leave_alone` alone.
+  void reuse_tree(const ReusableTree& previous, int trash_fd, std::vector<std::string> leave_alone);
+
   // Decodes and validates the manifest (decode_manifest), checks it equals the declaration,
-  // creates every directory (0755 for now, exact at finish), writes the files the store holds
-  // and returns the WANT bitmap: ceil(files/8) bytes, bit i of byte i/8 (LSB first) = file i,
-  // 1 = send. Throws BundleError
-  // (bad_bundle, bad_path, bundle_too_large, no_space) with ref = entry index.
+  // reconciles a reused tree, creates every directory (0755 for now, exact at finish), writes the
+  // files the store holds and returns the WANT bitmap: ceil(files/8) bytes, bit i of byte i/8 (LSB
+  // first) = file i, 1 = send. Throws BundleError (bad_bundle, bad_path, bundle_too_large,
+  // no_space) with ref = entry index.
   Bytes end_manifest();
 
   // Decodes one BLOB_DATA slice: the wanted blobs in manifest order, one zstd frame each, written
@@ -88,6 +97,9 @@ public:
   // Returns what was written. Throws BundleError (bad_bundle if blobs are missing, bad_path,
   // no_space).
   BundleStats finish();
+
+  // After finish: the files as written, for a later bundle to reuse; `sealed` from seal_tree.
+  ReusableTree written_tree(timespec sealed) const;
 
   // Tests only: `hook(entry_index)` runs right after each entry is created (to plant symlinks).
   void set_test_hook(std::function<void(std::size_t entry_index)> hook);
@@ -105,6 +117,7 @@ private:
   void write_blob_output(ByteView chunk);
   void end_blob();
   void copy_duplicate(std::size_t file_index);
+  void record(std::size_t file_index, int fd, long long ref);
   void apply_dir_metadata();
   template <typename F>
   auto guarded(F&& step);
@@ -132,6 +145,12 @@ private:
   std::uint64_t m_total_written = 0;
   std::unique_ptr<HashState> m_blob_hash;
   std::function<void(std::size_t)> m_hook;
+  // Tree reuse: the earlier tree and where its leftovers go; then what was kept.
+  const ReusableTree* m_previous = nullptr;
+  int m_trash_fd = -1;
+  std::vector<std::string> m_leave_alone;
+  Reconciled m_reconciled;
+  std::vector<FileStamp> m_stamps; // per file, once written (or kept)
 };
 
 } // namespace dc

@@ -2,6 +2,7 @@
 
 #include "common/fetch_pattern.hpp"
 #include "common/log.hpp"
+#include "common/unique_fd.hpp"
 #include "worker/host_facts.hpp"
 #include "worker/msg_endpoint.hpp"
 #include "worker/process.hpp"
@@ -10,10 +11,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <deque>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <utility>
 
 namespace dc::worker {
 
@@ -57,6 +60,10 @@ constexpr std::uint64_t k_fetch_blob_memory = std::uint64_t{8} << 20;
 // Stdin bytes one command may have in flight (queued here or in the master's send): enough to
 // keep a pipe busy over a LAN, small enough that 1000 jobs cost 256 MiB at worst.
 constexpr std::uint64_t k_stdin_window = 256 << 10;
+
+// A job dir of more files is not parked for reuse: its records would cost the worker over
+// ~15 MB of memory while it waits (and a fresh dir is written at the same speed anyway).
+constexpr std::size_t k_max_reused_files = 100'000;
 
 std::uint64_t elapsed_ms(Clock::time_point since)
 {
@@ -313,12 +320,16 @@ awaitable<void> Session::on_bundle_record(const Record& record)
         throw wrong_state();
       }
       const BundleBeginBody b = bundle_begin_from(parse_body(record.body));
+      adopt_parked_dir();
       BundleLimits limits = m_state.options.limits.bundle;
       limits.max_bytes =
           cap_to_free_space(m_job_fd, limits.max_bytes, m_state.options.limits.disk_reserve);
       m_bundle = std::make_unique<BundleWriter>(
           m_job_fd, BundleBegin{b.entries, b.files, b.bytes, b.manifest_zbytes}, limits,
           m_state.cache);
+      if (m_previous) {
+        m_bundle->reuse_tree(*m_previous, m_trash_fd, {".tmp"});
+      }
       m_bundle_stage = BundleStage::manifest;
       m_bundle_started = Clock::now();
       break;
@@ -334,6 +345,8 @@ awaitable<void> Session::on_bundle_record(const Record& record)
         throw wrong_state();
       }
       const Bytes want = m_bundle->end_manifest();
+      m_previous.reset();
+      drop_trash();
       m_bundle_stage = BundleStage::blobs;
       co_await m_channel.send(RecordType::want, want);
       break;
@@ -349,14 +362,23 @@ awaitable<void> Session::on_bundle_record(const Record& record)
         throw wrong_state();
       }
       const BundleStats stats = m_bundle->finish();
+      if (m_state.cache != nullptr && !m_keep && stats.files <= k_max_reused_files) {
+        try {
+          m_written = m_bundle->written_tree(seal_tree(m_job_fd));
+        } catch (const std::system_error& e) {
+          log_warn("%s: job dir will not be reused: %s", m_label.c_str(), e.what());
+        }
+      }
       m_bundle.reset();
       m_bundle_stage = BundleStage::done;
       const BundleOkBody ok{stats.files, stats.bytes, stats.from_cache,
                             elapsed_ms(m_bundle_started)};
-      log_debug("%s: bundle of %llu files, %llu bytes written, %llu files from the cache",
+      log_debug("%s: bundle of %llu files, %llu bytes written, %llu files from the cache, "
+                "%llu of them kept in place",
                 m_label.c_str(), static_cast<unsigned long long>(stats.files),
                 static_cast<unsigned long long>(stats.bytes),
-                static_cast<unsigned long long>(stats.from_cache));
+                static_cast<unsigned long long>(stats.from_cache),
+                static_cast<unsigned long long>(stats.kept));
       const std::string body = dump_body(to_json(ok));
       co_await m_channel.send(RecordType::bundle_ok, body);
       break;
@@ -381,6 +403,8 @@ awaitable<void> Session::on_bundle_record(const Record& record)
   }
   if (refusal) {
     m_bundle.reset();
+    m_previous.reset();
+    drop_trash();
     co_await send_error(refusal->code, refusal->msg, true, refusal->ref);
     throw ProtocolError("bundle refused: " + refusal->msg);
   }
@@ -1001,6 +1025,8 @@ awaitable<void> Session::finish(const std::string& why)
   if (!m_stop_reason.empty() && m_authenticated) {
     co_await send_error("shutdown", m_stop_reason, true);
   }
+  drop_trash();
+  std::optional<Workdir::Parked> parked = parkable();
   if (m_job_fd >= 0) {
     close(m_job_fd);
     m_job_fd = -1;
@@ -1018,12 +1044,111 @@ awaitable<void> Session::finish(const std::string& why)
   m_channel.shutdown_send();
   m_channel.close();
   // Every process of the job is gone; the files go after the BYE, on the workdir's own thread.
-  if (!m_job_dir.empty() && !m_keep) {
+  if (parked) {
+    m_state.workdir.park(std::move(*parked));
+  } else if (!m_job_dir.empty() && !m_keep) {
     m_state.workdir.remove_job_dir(m_job_dir);
   }
   if (m_authenticated) {
     log_debug("%s: closed", m_label.c_str());
   }
+}
+
+} // namespace dc::worker
+
+namespace dc::worker {
+
+void Session::adopt_parked_dir()
+{
+  if (m_state.cache == nullptr || m_keep) {
+    return; // --no-cache: every bundle is written whole; --keep: a dir of its own
+  }
+  std::optional<Workdir::Parked> parked = m_state.workdir.take_parked();
+  if (!parked) {
+    return;
+  }
+  Workdir& workdir = m_state.workdir;
+  std::string trash;
+  UniqueFd trash_fd;
+  try {
+    trash = workdir.create_job_dir(false);
+    trash_fd = UniqueFd(open(trash.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
+  } catch (const std::system_error&) {
+  }
+  const auto give_up = [&](const char* step) {
+    log_warn("%s: cannot reuse the last job dir (%s: %s); writing a fresh one", m_label.c_str(),
+             step, std::strerror(errno));
+    workdir.remove_job_dir(parked->path);
+    if (!trash.empty()) {
+      workdir.remove_job_dir(trash);
+    }
+  };
+  if (trash_fd.get() < 0) {
+    return give_up("trash dir");
+  }
+  // The fresh dir (only .tmp so far) goes to the trash and the parked one takes its name, so the
+  // job's path is new as always.
+  if (renameat(AT_FDCWD, m_job_dir.c_str(), trash_fd.get(), "fresh") != 0) {
+    return give_up("rename");
+  }
+  const auto restore_fresh = [&] {
+    renameat(trash_fd.get(), "fresh", AT_FDCWD, m_job_dir.c_str());
+  };
+  if (rename(parked->path.c_str(), m_job_dir.c_str()) != 0) {
+    restore_fresh();
+    return give_up("rename");
+  }
+  UniqueFd reused(open(m_job_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
+  struct stat st {};
+  if (reused.get() < 0 || fstat(reused.get(), &st) != 0 || st.st_dev != parked->dev ||
+      st.st_ino != parked->ino) {
+    // Not the directory that was parked (something replaced it): it goes, the fresh one is back.
+    renameat(AT_FDCWD, m_job_dir.c_str(), trash_fd.get(), "replaced");
+    restore_fresh();
+    errno = EXDEV;
+    return give_up("identity");
+  }
+  // The earlier job's TMPDIR goes too; this job gets an empty one.
+  if ((renameat(reused.get(), ".tmp", trash_fd.get(), "tmp") != 0 && errno != ENOENT) ||
+      mkdirat(reused.get(), ".tmp", 0700) != 0) {
+    throw std::system_error(errno, std::generic_category(), "job TMPDIR");
+  }
+  close(m_job_fd);
+  m_job_fd = reused.release();
+  m_previous = std::move(parked->tree);
+  m_trash = std::move(trash);
+  m_trash_fd = trash_fd.release();
+}
+
+void Session::drop_trash()
+{
+  if (m_trash_fd >= 0) {
+    close(m_trash_fd);
+    m_trash_fd = -1;
+  }
+  if (!m_trash.empty()) {
+    m_state.workdir.remove_job_dir(std::exchange(m_trash, {}));
+  }
+}
+
+std::optional<Workdir::Parked> Session::parkable()
+{
+  if (!m_written || m_job_fd < 0) {
+    return std::nullopt;
+  }
+  // Park only the very directory this session wrote (a job may have renamed it and put
+  // something else in its place), readable again whatever mode the job gave it.
+  if (fchmod(m_job_fd, 0700) != 0) {
+    return std::nullopt;
+  }
+  struct stat held {
+  }, named{};
+  const UniqueFd by_name(open(m_job_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
+  if (fstat(m_job_fd, &held) != 0 || by_name.get() < 0 || fstat(by_name.get(), &named) != 0 ||
+      held.st_dev != named.st_dev || held.st_ino != named.st_ino) {
+    return std::nullopt;
+  }
+  return Workdir::Parked{m_job_dir, held.st_dev, held.st_ino, std::move(*m_written)};
 }
 
 } // namespace dc::worker

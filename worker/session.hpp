@@ -15,6 +15,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -87,6 +88,11 @@ private:
   awaitable<void> send_error(std::string code, std::string msg, bool fatal,
                              std::optional<long long> ref = std::nullopt);
   std::vector<std::string> job_environment(const RunBody& run) const;
+  // Job dir reuse (common/reusable_tree.hpp): at BUNDLE_BEGIN the parked dir of an earlier job
+  // takes the place of the fresh one; after the job, this one is parked in turn.
+  void adopt_parked_dir();
+  void drop_trash();
+  std::optional<Workdir::Parked> parkable();
 
   Channel& m_channel;
   WorkerState& m_state;
@@ -99,6 +105,10 @@ private:
   int m_job_fd = -1;
   BundleStage m_bundle_stage = BundleStage::none;
   std::unique_ptr<BundleWriter> m_bundle;
+  std::optional<ReusableTree> m_previous; // the adopted dir's files, until the manifest is in
+  std::string m_trash;                    // where the writer moves what it does not keep
+  int m_trash_fd = -1;
+  std::optional<ReusableTree> m_written; // this job's bundle as written, to park afterwards
   Clock::time_point m_bundle_started;
   std::map<std::uint32_t, std::shared_ptr<Command>> m_commands;
   std::size_t m_runs = 0;

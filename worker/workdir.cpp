@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <system_error>
 #include <unistd.h>
+#include <utility>
 
 namespace dc::worker {
 namespace {
@@ -68,6 +69,9 @@ Workdir::Workdir(std::string path)
 
 Workdir::~Workdir()
 {
+  if (m_parked) {
+    remove_job_dir(std::move(m_parked->path));
+  }
   {
     const std::lock_guard lock(m_mutex);
     m_closing = true;
@@ -97,6 +101,19 @@ void Workdir::remove_job_dir(std::string path)
   m_doomed.push_back(std::move(path));
   lock.unlock();
   m_queued.notify_one();
+}
+
+void Workdir::park(Parked parked)
+{
+  if (m_parked) {
+    remove_job_dir(std::move(m_parked->path));
+  }
+  m_parked = std::move(parked);
+}
+
+std::optional<Workdir::Parked> Workdir::take_parked()
+{
+  return std::exchange(m_parked, std::nullopt);
 }
 
 void Workdir::remove_loop()

@@ -1,10 +1,15 @@
 #pragma once
 // The worker's base directory: one worker per directory (flock), job dirs created fresh per
 // session with mkdtemp (0700), removed afterwards; dirs left by a crash are removed at start-up.
+// The last job dir whose bundle completed may instead be parked, for the next job's bundle to
+// reuse (common/reusable_tree.hpp); at most one is parked, removed when replaced or at exit.
+
+#include "common/reusable_tree.hpp"
 
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -29,6 +34,16 @@ public:
   // waits for it) nor the other sessions on the io thread. Never throws.
   void remove_job_dir(std::string path);
 
+  struct Parked {
+    std::string path;
+    std::uint64_t dev = 0, ino = 0; // of the directory parked, to know it again
+    ReusableTree tree;
+  };
+  // Keeps `parked` for the next job; a dir parked before and not taken is removed. Never throws.
+  void park(Parked parked);
+  // The parked dir, if any; the caller owns it from now on.
+  std::optional<Parked> take_parked();
+
   // The default base directory: $XDG_RUNTIME_DIR is too small for bundles, so /var/tmp.
   static std::string default_path();
 
@@ -41,7 +56,8 @@ private:
   std::condition_variable m_queued;
   std::deque<std::string> m_doomed; // job dirs waiting for removal
   bool m_closing = false;
-  std::thread m_remover; // started by the first remove_job_dir
+  std::thread m_remover;          // started by the first remove_job_dir
+  std::optional<Parked> m_parked; // only touched by the io thread
 };
 
 } // namespace dc::worker

@@ -70,7 +70,9 @@ TEST_CASE("e2e: cache: a corrupted or truncated cache blob is detected and sent 
   Cluster c(1);
   const std::string src = make_tree(c.dir);
   const std::string label = c[0].address() + " | ";
-  const std::vector<std::string> cat = {"--send", src + "/", "--cmd", "cat a.txt b.txt sub/c.txt"};
+  // --keep: a kept job dir is never reused, so the files must come from the cache.
+  const std::vector<std::string> cat = {"--keep", "--send", src + "/", "--cmd",
+                                        "cat a.txt b.txt sub/c.txt"};
   REQUIRE(c.run(cat).exit_code == 0);
   const auto blobs = blob_files(c[0].workdir() + "/cache");
   REQUIRE(blobs.size() == 3);

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <csignal>
 #include <memory>
+#include <sstream>
 
 using namespace dc::test;
 using namespace std::chrono_literals;
@@ -131,4 +132,97 @@ TEST_CASE("e2e: jobdir: four masters at once on one worker each get only their o
     const std::string expected = label + "payload " + std::to_string(i);
     CHECK(std::count(lines.begin(), lines.end(), expected) == 300);
   }
+}
+
+namespace {
+
+// Prints a job dir as type, mode, path and checksum lines (TMPDIR left out), so two runs can be
+// compared; then how many entries TMPDIR holds.
+const char* const k_describe_job_dir =
+    "find . -path ./.tmp -prune -o -printf '%y %m %p\\n' | LC_ALL=C sort; "
+    "find . -path ./.tmp -prune -o -type f -exec md5sum {} + | LC_ALL=C sort; "
+    "echo \"tmp entries: $(ls -A \"$TMPDIR\" | wc -l)\"";
+
+std::vector<std::string> without_dir_lines(std::vector<std::string> lines)
+{
+  lines.erase(std::remove_if(lines.begin(), lines.end(),
+                             [](const std::string& l) { return l.find("| dir=") != l.npos; }),
+              lines.end());
+  return lines;
+}
+
+} // namespace
+
+TEST_CASE("e2e: jobdir: the next job with files reuses the last job dir yet sees only the files "
+          "sent")
+{
+  WorkerConfig config;
+  config.extra = {"--verbose"};
+  Cluster c(1, config);
+  const std::string label = c[0].address() + " | ";
+  // Enough files that most were written a timestamp tick before the job started (reusable).
+  const std::string src = c.dir / "src";
+  for (int i = 0; i < 400; ++i) {
+    write_file(src + "/d" + std::to_string(i % 10) + "/f" + std::to_string(i) + ".txt",
+               "file " + std::to_string(i) + "\n");
+  }
+  write_file(src + "/a.txt", "alpha\n");
+  write_file(src + "/sub/c.txt", "charlie\n");
+  write_file(src + "/run.sh", "#!/bin/sh\necho run\n", 0755);
+
+  // The first job changes, replaces, adds and hides things, in its dir and in its TMPDIR.
+  MasterRun run =
+      c.run({"--send", src + "/", "--cmd",
+             "echo \"dir=$(pwd)\"; echo tampered >> a.txt; rm sub/c.txt; mkdir sub/c.txt; "
+             "ln -s /etc sub/link; echo out > result.txt; chmod 600 run.sh; chmod 000 d0; "
+             "mkdir -p deep/new; cp -p d1/f1.txt d1/f1.bak; echo t > \"$TMPDIR/t\""});
+  REQUIRE(run.exit_code == 0);
+  const std::string first_dir = line_value(run.out, label + "dir=");
+  REQUIRE(!first_dir.empty());
+
+  run = c.run(
+      {"--send", src + "/", "--cmd", std::string("echo \"dir=$(pwd)\"; ") + k_describe_job_dir});
+  CAPTURE(run.err);
+  REQUIRE(run.exit_code == 0);
+  const std::string second_dir = line_value(run.out, label + "dir=");
+  CHECK(second_dir != first_dir); // a new path, as for every job
+  CHECK_FALSE(exists(first_dir)); // the earlier dir became this one
+  CHECK(contains(run.err, "403 of 403 files cached"));
+  CHECK(run.has_stdout_line(label + "tmp entries: 0"));
+  // Files were kept in place, not written again (most of them: the newest may not be).
+  std::vector<long> kept; // per bundle, from "..., N of them kept in place"
+  std::istringstream log(c[0].log());
+  for (std::string line; std::getline(log, line);) {
+    const auto at = line.find(" of them kept in place");
+    if (at != std::string::npos) {
+      kept.push_back(std::atol(line.substr(line.rfind(' ', at - 1) + 1).c_str()));
+    }
+  }
+  CAPTURE(c[0].log());
+  REQUIRE(kept.size() == 2);
+  CHECK(kept[0] == 0);
+  CHECK(kept[1] > 0);
+
+  // A fresh dir (--keep never reuses) holds exactly the same: nothing of the first job is left.
+  const MasterRun fresh = c.run({"--keep", "--send", src + "/", "--cmd",
+                                 std::string("echo \"dir=$(pwd)\"; ") + k_describe_job_dir});
+  REQUIRE(fresh.exit_code == 0);
+  CHECK(without_dir_lines(run.stdout_lines()) == without_dir_lines(fresh.stdout_lines()));
+  CHECK(run.stdout_lines().size() > 800);
+}
+
+TEST_CASE("e2e: jobdir: a worker with --no-cache removes every job dir and reuses none")
+{
+  WorkerConfig config;
+  config.extra = {"--no-cache"};
+  Cluster c(1, config);
+  const std::string label = c[0].address() + " | ";
+  write_file(c.dir / "src/a.txt", "alpha\n");
+  const std::vector<std::string> args = {"--send", c.dir / "src/", "--cmd", "echo \"dir=$(pwd)\""};
+  const MasterRun run = c.run(args);
+  REQUIRE(run.exit_code == 0);
+  const std::string dir = line_value(run.out, label + "dir=");
+  REQUIRE(!dir.empty());
+  CHECK(wait_until([&] { return !exists(dir); }));
+  CHECK(contains(c.run(args).err, "0 of 1 files cached"));
 }

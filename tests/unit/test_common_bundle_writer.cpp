@@ -5,6 +5,7 @@
 #include <sodium.h>
 #include <zstd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fcntl.h>
 #include <filesystem>
@@ -14,6 +15,7 @@
 #include <string>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
@@ -923,4 +925,171 @@ TEST_CASE("bundle writer: a file the store cannot verify is wanted and written f
   CHECK(wanted(want, 0));
   CHECK(stats.from_cache == 0);
   CHECK(read_file(box.dst("a.txt")) == "alpha\n");
+}
+
+namespace {
+
+// Every entry beneath `root` but the top-level names in `skip`, as "path kind mode content" lines
+// in path order: two trees with equal listings hold the same files, modes and bytes.
+std::vector<std::string> listing(const std::string& root, const std::vector<std::string>& skip = {})
+{
+  std::vector<std::string> out;
+  for (auto it = fs::recursive_directory_iterator(root); it != fs::recursive_directory_iterator();
+       ++it) {
+    const std::string rel = fs::relative(it->path(), root).string();
+    if (it.depth() == 0 && std::find(skip.begin(), skip.end(), rel) != skip.end()) {
+      it.disable_recursion_pending();
+      continue;
+    }
+    struct stat st {};
+    REQUIRE(::lstat(it->path().c_str(), &st) == 0);
+    const char* kind = S_ISDIR(st.st_mode) ? "dir" : S_ISREG(st.st_mode) ? "file" : "other";
+    out.push_back(rel + " " + kind + " " + std::to_string(st.st_mode & 07777) + " " +
+                  (S_ISREG(st.st_mode) ? read_file(it->path()) : ""));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// A directory on the same filesystem as the sandbox for what reconcile_tree moves out.
+struct Trash {
+  Trash()
+  {
+    std::string tmpl = (fs::temp_directory_path() / "dc-trash-XXXXXX").string();
+    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+    path = tmpl;
+    fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+  }
+  ~Trash()
+  {
+    ::close(fd);
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string path;
+  int fd = -1;
+};
+
+// The reuse tests' source: 8 files in 3 directories, one twin, one executable.
+void make_reuse_tree(const Sandbox& box)
+{
+  REQUIRE(::mkdir(box.src("sub").c_str(), 0700) == 0);
+  REQUIRE(::mkdir(box.src("sub/deep").c_str(), 0700) == 0);
+  for (const char* name : {"a.txt", "b.txt", "c.txt", "d.txt"}) {
+    write_file(box.src(name), std::string("content of ") + name + "\n");
+  }
+  write_file(box.src("twin.txt"), "content of a.txt\n");
+  write_file(box.src("run.sh"), "#!/bin/sh\n", 0755);
+  write_file(box.src("sub/e.txt"), "echo\n");
+  write_file(box.src("sub/deep/f.txt"), "foxtrot\n");
+}
+
+// Writes `s` fresh into the sandbox's job root and returns what a later bundle may reuse.
+dc::ReusableTree write_reusable(const Sandbox& box, const dc::BundleSource& s)
+{
+  dc::BundleWriter writer(box.root_fd(), begin_of(s), {});
+  transfer(writer, s);
+  // Past the timestamp tick of the last write, so the files count as older than the seal.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  return writer.written_tree(dc::seal_tree(box.root_fd()));
+}
+
+} // namespace
+
+TEST_CASE("bundle writer: reuse: unchanged files stay, everything a job did to the tree is undone")
+{
+  Sandbox box;
+  make_reuse_tree(box);
+  const dc::BundleSource s = dc::scan_sources({box.src() + "/"});
+  Sandbox fresh; // the same bundle written into an empty root: what the reused tree must equal
+  {
+    dc::BundleWriter writer(fresh.root_fd(), begin_of(s), {});
+    transfer(writer, s);
+  }
+  const dc::ReusableTree tree = write_reusable(box, s);
+  REQUIRE(tree.files.size() == 8);
+  CHECK(listing(box.dst()) == listing(fresh.dst()));
+
+  // What a job may do. a.txt: new bytes of the same size, mtime put back (only ctime tells).
+  struct stat a_before {};
+  REQUIRE(::stat(box.dst("a.txt").c_str(), &a_before) == 0);
+  write_file(box.dst("a.txt"), "CONTENT OF A.TXT\n");
+  const timespec a_times[2] = {a_before.st_atim, a_before.st_mtim};
+  REQUIRE(::utimensat(AT_FDCWD, box.dst("a.txt").c_str(), a_times, 0) == 0);
+  // b.txt renamed away and back (same inode, same bytes); c.txt replaced by a symlink out of the
+  // tree; d.txt hard-linked from outside; run.sh's mode changed; sub made world-writable with
+  // files and dirs added; sub/deep renamed; a file in the job's TMPDIR, which is left alone.
+  REQUIRE(::rename(box.dst("b.txt").c_str(), box.dst("b.moved").c_str()) == 0);
+  REQUIRE(::rename(box.dst("b.moved").c_str(), box.dst("b.txt").c_str()) == 0);
+  REQUIRE(::unlink(box.dst("c.txt").c_str()) == 0);
+  REQUIRE(::symlink(box.outside().c_str(), box.dst("c.txt").c_str()) == 0);
+  REQUIRE(::link(box.dst("d.txt").c_str(), (box.outside() + "/link").c_str()) == 0);
+  REQUIRE(::chmod(box.dst("run.sh").c_str(), 0644) == 0);
+  REQUIRE(::chmod(box.dst("sub").c_str(), 0777) == 0);
+  write_file(box.dst("sub/extra.txt"), "made by the job\n");
+  REQUIRE(::mkdir(box.dst("new").c_str(), 0700) == 0);
+  write_file(box.dst("new/out.bin"), "result\n");
+  REQUIRE(::rename(box.dst("sub/deep").c_str(), box.dst("sub/deep2").c_str()) == 0);
+  REQUIRE(::mkdir(box.dst(".tmp").c_str(), 0700) == 0);
+  write_file(box.dst(".tmp/scratch"), "scratch\n");
+
+  Trash trash;
+  dc::BundleWriter writer(box.root_fd(), begin_of(s), {});
+  writer.reuse_tree(tree, trash.fd, {".tmp"});
+  dc::Bytes want;
+  const dc::BundleStats stats = transfer(writer, s, dc::k_max_bundle_slice, &want);
+  // files in manifest order: a.txt b.txt c.txt d.txt run.sh sub/deep/f.txt sub/e.txt twin.txt
+  CHECK(want == dc::Bytes{0b0011'1111}); // all but sub/e.txt (kept) and twin.txt (a twin)
+  CHECK(stats.files == 8);
+  CHECK(stats.kept == 2); // sub/e.txt and twin.txt
+  CHECK(stats.from_cache == 2);
+  CHECK(listing(box.dst(), {".tmp"}) == listing(fresh.dst()));
+  CHECK(read_file(box.dst(".tmp/scratch")) == "scratch\n");
+  // Nothing was written through the symlink or the hard link.
+  CHECK(listing(box.outside()) == std::vector<std::string>{"link file 420 content of d.txt\n"});
+  CHECK(listing(trash.path).size() >= 5); // c.txt's link, sub/extra.txt, new/, sub/deep2/
+
+  // The tree just written is reusable in turn: an unchanged re-send wants nothing at all.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const dc::ReusableTree again = writer.written_tree(dc::seal_tree(box.root_fd()));
+  dc::BundleWriter third(box.root_fd(), begin_of(s), {});
+  third.reuse_tree(again, trash.fd, {".tmp"});
+  const dc::BundleStats third_stats = transfer(third, s, dc::k_max_bundle_slice, &want);
+  CHECK(want == dc::Bytes{0});
+  CHECK(third_stats.kept == 8);
+  CHECK(listing(box.dst(), {".tmp"}) == listing(fresh.dst()));
+}
+
+TEST_CASE("bundle writer: reuse: files not older than the seal and files with another hash are "
+          "written again")
+{
+  Sandbox box;
+  make_reuse_tree(box);
+  const dc::BundleSource s = dc::scan_sources({box.src() + "/"});
+  dc::ReusableTree tree = write_reusable(box, s);
+  Trash trash;
+  SUBCASE("racy: a change within the seal's timestamp tick would be invisible")
+  {
+    tree.sealed = tree.files.front().stamp.ctime; // as if sealed in the same tick
+    dc::BundleWriter writer(box.root_fd(), begin_of(s), {});
+    writer.reuse_tree(tree, trash.fd, {});
+    dc::Bytes want;
+    const dc::BundleStats stats = transfer(writer, s, dc::k_max_bundle_slice, &want);
+    CHECK(want == dc::Bytes{0b0111'1111}); // every file but twin.txt (a twin)
+    CHECK(stats.kept == 0);
+  }
+  SUBCASE("a new bundle wants other content at the same paths")
+  {
+    write_file(box.src("sub/e.txt"), "ECHO\n"); // same size, another hash
+    const dc::BundleSource s2 = dc::scan_sources({box.src() + "/"});
+    dc::BundleWriter writer(box.root_fd(), begin_of(s2), {});
+    writer.reuse_tree(tree, trash.fd, {});
+    dc::Bytes want;
+    const dc::BundleStats stats = transfer(writer, s2, dc::k_max_bundle_slice, &want);
+    CHECK(want == dc::Bytes{0b0100'0000}); // only sub/e.txt
+    CHECK(stats.kept == 7);
+    CHECK(read_file(box.dst("sub/e.txt")) == "ECHO\n");
+  }
+  box.check_outside_untouched();
 }

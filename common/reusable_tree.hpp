@@ -1,0 +1,69 @@
+#pragma once
+// Reusing the tree an earlier bundle wrote (the worker's last job dir) for the next bundle, so an
+// unchanged re-send stats files instead of creating them again. Only a file that is provably the
+// one the writer wrote and verified is kept; everything else leaves the tree before the new
+// bundle is written, so the result equals a fresh directory holding exactly the new bundle.
+//
+// Provably: the writer records each file's stat right after it wrote, verified and chmod'ed it
+// (device, inode, size, mtime, ctime, mode, one link). Any change a job can make to the file or
+// its name changes its ctime (which no one but the kernel sets) or its inode; a file whose ctime
+// is not older than the moment the tree was sealed (before any command started) could have been
+// changed within the same timestamp tick, so it is not trusted.
+
+#include "common/manifest.hpp"
+
+#include <cstdint>
+#include <ctime>
+#include <string>
+#include <sys/stat.h>
+#include <vector>
+
+namespace dc {
+
+struct FileStamp {
+  std::uint64_t dev = 0, ino = 0, size = 0, nlink = 0;
+  std::uint32_t mode = 0; // st_mode, type bits included
+  timespec mtime{}, ctime{};
+
+  static FileStamp of(const struct stat& st);
+  bool operator==(const FileStamp& other) const;
+};
+
+// Orders timestamps; true if `a` is strictly earlier than `b`.
+bool earlier(const timespec& a, const timespec& b);
+
+struct WrittenFile {
+  std::string path; // bundle path
+  Hash hash{};
+  FileStamp stamp; // right after the writer finished the file
+};
+
+struct ReusableTree {
+  std::vector<WrittenFile> files; // sorted by path, bytewise (manifest order)
+  // The root's ctime right after the bundle was finished, before anything else ran there.
+  timespec sealed{};
+};
+
+// Sets the root's ctime to now (a chmod to its own mode) and returns it: every later change
+// beneath the root gets a ctime at least this late. Throws std::system_error.
+timespec seal_tree(int root_fd);
+
+struct Reconciled {
+  std::vector<bool> kept_files;       // per manifest file (in file order): already in place
+  std::vector<FileStamp> kept_stamps; // per manifest file: its stamp, where kept
+  std::vector<std::string> kept_dirs; // manifest dirs already in place (sorted)
+  std::uint64_t moved_out = 0;        // entries moved to the trash
+};
+
+// Makes the tree beneath `root_fd` a subset of `manifest`: walks it without following symlinks,
+// keeps the manifest's directories (made 0755 so files can be written into them) and the files
+// whose stat still equals `previous`'s record with the hash, size, executable bit and mtime the
+// manifest wants, and moves everything else (files the job changed or made, symlinks, sockets,
+// directories the manifest lacks, unreadable directories) into `trash_fd` (a directory on the
+// same filesystem the caller removes later) under fresh names. Top-level names in `leave_alone`
+// are not touched. Throws std::system_error if the tree cannot be read or an entry cannot be
+// moved; the tree may then be half reconciled.
+Reconciled reconcile_tree(int root_fd, const Manifest& manifest, const ReusableTree& previous,
+                          int trash_fd, const std::vector<std::string>& leave_alone);
+
+} // namespace dc
