@@ -11,10 +11,12 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <dirent.h>
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <stdexcept>
 #include <sys/stat.h>
 #include <system_error>
@@ -55,6 +57,10 @@ ssize_t read_some(int fd, std::uint8_t* buffer, std::size_t size)
     }
   }
 }
+
+struct CloseDir {
+  void operator()(DIR* d) const { ::closedir(d); }
+};
 
 struct Found {
   std::string bundle_path;
@@ -100,7 +106,7 @@ public:
     }
   }
 
-  std::vector<Found>& found() { return m_found; }
+  std::deque<Found>& found() { return m_found; }
 
   void offend(std::string what)
   {
@@ -187,30 +193,29 @@ private:
   void walk_entries(const std::string& local_dir, const std::string& prefix,
                     const std::string& rel_dir)
   {
-    DIR* dir = ::opendir(local_dir.c_str());
-    if (dir == nullptr) {
+    const std::unique_ptr<DIR, CloseDir> dir(::opendir(local_dir.c_str()));
+    if (!dir) {
       offend(escape_for_log(local_dir) + ": " + std::strerror(errno));
       return;
     }
     std::vector<std::string> names;
     errno = 0;
-    while (const dirent* d = ::readdir(dir)) {
+    while (const dirent* d = ::readdir(dir.get())) {
       const std::string_view name = d->d_name;
       if (name != "." && name != "..") {
         names.emplace_back(name);
       }
     }
-    const int read_errno = errno;
-    ::closedir(dir);
-    if (read_errno != 0) {
-      offend(escape_for_log(local_dir) + ": " + std::strerror(read_errno));
+    if (errno != 0) {
+      offend(escape_for_log(local_dir) + ": " + std::strerror(errno));
       return;
     }
     const std::string local_prefix = local_dir == "/" ? "/" : local_dir + "/";
     for (const auto& name : names) {
       const std::string local = local_prefix + name;
       struct stat st {};
-      if (::lstat(local.c_str(), &st) != 0) {
+      // Relative to the open directory: one lookup, not one per component of the whole path.
+      if (::fstatat(::dirfd(dir.get()), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
         offend(escape_for_log(local) + ": " + std::strerror(errno));
         continue;
       }
@@ -223,7 +228,7 @@ private:
     }
   }
 
-  std::vector<Found> m_found;
+  std::deque<Found> m_found; // grows without moving what it holds (a tree has 100k+ entries)
   std::vector<std::string> m_offences;
   std::size_t m_offence_count = 0;
   IgnoreRules m_rules;
@@ -325,7 +330,7 @@ bool hash_regular_file(const std::string& path, Bytes& buffer, std::uint64_t& si
 
 Bytes compress_manifest(const Manifest& manifest)
 {
-  return compress_whole(encode_manifest(manifest), 3);
+  return compress_whole(encode_manifest(manifest), 1);
 }
 
 BundleSource scan_sources(const std::vector<std::string>& args,

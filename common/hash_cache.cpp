@@ -92,8 +92,12 @@ HashCache::HashCache(std::string path, std::chrono::seconds racy_window)
       e.ctime_ns = r.get_be<std::uint32_t>();
       const ByteView h = r.take(k_hash_size);
       std::copy(h.begin(), h.end(), e.hash.begin());
-      m_entries[std::move(name)] = e;
+      e.loaded_at = m_entries.size();
+      if (!m_entries.emplace(std::move(name), e).second) {
+        throw std::runtime_error("duplicate entry"); // not a file save() wrote
+      }
     }
+    m_loaded = true;
   } catch (const std::exception&) {
     m_entries.clear(); // damaged: start over
   }
@@ -123,13 +127,14 @@ void HashCache::remember(const std::string& path, const struct stat& st, const H
   }
   const std::int64_t now = static_cast<std::int64_t>(std::time(nullptr));
   if (st.st_ctim.tv_sec + m_racy_window.count() >= now && m_racy_window.count() > 0) {
-    m_entries.erase(path); // too fresh to trust next time
+    m_changed = m_entries.erase(path) > 0 || m_changed; // too fresh to trust next time
     return;
   }
   Entry e = entry_of(st);
   e.hash = hash;
   e.used = true;
   m_entries[path] = e;
+  m_changed = true;
 }
 
 bool HashCache::save() const noexcept
@@ -137,27 +142,40 @@ bool HashCache::save() const noexcept
   if (m_path.empty()) {
     return false;
   }
-  try {
-    Bytes out(k_magic.begin(), k_magic.end());
+  // The order written: used entries first, then the others, each in path order.
+  const auto in_written_order = [&](const auto& visit) {
     std::size_t written = 0;
     for (const bool used_pass : {true, false}) {
       for (const auto& [path, e] : m_entries) {
-        if (e.used != used_pass || written >= k_max_hash_cache_entries || path.size() > 0xffff) {
-          continue;
+        if (e.used == used_pass && written < k_max_hash_cache_entries && path.size() <= 0xffff) {
+          visit(path, e, written++);
         }
-        put_be<std::uint16_t>(out, static_cast<std::uint16_t>(path.size()));
-        put_bytes(out, as_bytes(path));
-        put_be<std::uint64_t>(out, e.dev);
-        put_be<std::uint64_t>(out, e.ino);
-        put_be<std::uint64_t>(out, e.size);
-        put_be<std::uint64_t>(out, static_cast<std::uint64_t>(e.mtime_s));
-        put_be<std::uint32_t>(out, e.mtime_ns);
-        put_be<std::uint64_t>(out, static_cast<std::uint64_t>(e.ctime_s));
-        put_be<std::uint32_t>(out, e.ctime_ns);
-        put_bytes(out, ByteView(e.hash.data(), e.hash.size()));
-        ++written;
       }
     }
+  };
+  if (m_loaded && !m_changed) {
+    bool same = true; // every entry would land where it was read from: the same bytes
+    in_written_order([&](const std::string&, const Entry& e, std::size_t at) {
+      same = same && e.loaded_at == at;
+    });
+    if (same) {
+      return true;
+    }
+  }
+  try {
+    Bytes out(k_magic.begin(), k_magic.end());
+    in_written_order([&](const std::string& path, const Entry& e, std::size_t) {
+      put_be<std::uint16_t>(out, static_cast<std::uint16_t>(path.size()));
+      put_bytes(out, as_bytes(path));
+      put_be<std::uint64_t>(out, e.dev);
+      put_be<std::uint64_t>(out, e.ino);
+      put_be<std::uint64_t>(out, e.size);
+      put_be<std::uint64_t>(out, static_cast<std::uint64_t>(e.mtime_s));
+      put_be<std::uint32_t>(out, e.mtime_ns);
+      put_be<std::uint64_t>(out, static_cast<std::uint64_t>(e.ctime_s));
+      put_be<std::uint32_t>(out, e.ctime_ns);
+      put_bytes(out, ByteView(e.hash.data(), e.hash.size()));
+    });
     const std::filesystem::path target(m_path);
     std::error_code ec;
     if (!std::filesystem::exists(target.parent_path(), ec)) {

@@ -33,7 +33,8 @@ public:
   void remember(const std::string& path, const struct stat& st, const Hash& hash);
   // Writes the cache (a temporary file renamed into place, parent made 0700 if missing): the
   // entries used or added since loading first, then older ones, at most
-  // k_max_hash_cache_entries. Returns false (and leaves the old file) on any failure.
+  // k_max_hash_cache_entries; nothing when the file already holds exactly that (an unchanged
+  // re-send). Returns false (and leaves the old file) on any failure.
   bool save() const noexcept;
 
   std::size_t size() const { return m_entries.size(); }
@@ -46,6 +47,7 @@ private:
     std::uint32_t mtime_ns = 0, ctime_ns = 0;
     Hash hash{};
     mutable bool used = false;
+    std::size_t loaded_at = SIZE_MAX; // position in the file loaded, SIZE_MAX if new
   };
   static Entry entry_of(const struct stat& st);
 
@@ -53,6 +55,8 @@ private:
   std::chrono::seconds m_racy_window;
   std::map<std::string, Entry> m_entries;
   mutable std::size_t m_hits = 0;
+  bool m_loaded = false;  // the file was read whole: save() may find nothing to write
+  bool m_changed = false; // remember() added, replaced or dropped an entry
 };
 
 // $XDG_CACHE_HOME/distcomp/hashes, else ~/.cache/distcomp/hashes; "" without either variable.

@@ -70,6 +70,61 @@ TEST_CASE("hash cache: remembered entries survive a save and match only an uncha
   CHECK_FALSE(cache.find(d / "a", lstat_of(d / "a")).has_value());
 }
 
+TEST_CASE("hash cache: a save that would write the same file leaves it alone, any change rewrites")
+{
+  Scratch d;
+  std::ofstream(d / "a") << "alpha";
+  std::ofstream(d / "b") << "beta";
+  const std::string db = d / "hashes";
+  {
+    dc::HashCache cache(db, std::chrono::seconds(0));
+    cache.remember(d / "a", lstat_of(d / "a"), some_hash(1));
+    cache.remember(d / "b", lstat_of(d / "b"), some_hash(2));
+    REQUIRE(cache.save());
+  }
+  const auto inode = [&] { return lstat_of(db).st_ino; };
+  const ino_t first = inode();
+  {
+    dc::HashCache cache(db, std::chrono::seconds(0)); // both used, nothing new: not rewritten
+    CHECK(cache.find(d / "a", lstat_of(d / "a")) == some_hash(1));
+    CHECK(cache.find(d / "b", lstat_of(d / "b")) == some_hash(2));
+    CHECK(cache.save());
+    CHECK(inode() == first);
+  }
+  {
+    dc::HashCache cache(db, std::chrono::seconds(0)); // only b used: b goes first, rewritten
+    CHECK(cache.find(d / "b", lstat_of(d / "b")) == some_hash(2));
+    CHECK(cache.save());
+    CHECK(inode() != first);
+  }
+  const ino_t second = inode();
+  {
+    dc::HashCache cache(db, std::chrono::seconds(0)); // only b used again: the same file
+    CHECK(cache.find(d / "b", lstat_of(d / "b")) == some_hash(2));
+    CHECK(cache.save());
+    CHECK(inode() == second);
+  }
+  {
+    // Loaded out of path order (b first): even with both used, written again in order.
+    dc::HashCache cache(db, std::chrono::seconds(0));
+    CHECK(cache.find(d / "a", lstat_of(d / "a")) == some_hash(1));
+    CHECK(cache.find(d / "b", lstat_of(d / "b")) == some_hash(2));
+    CHECK(cache.save());
+    CHECK(inode() != second);
+  }
+  const ino_t third = inode();
+  {
+    dc::HashCache cache(db, std::chrono::seconds(0)); // a new entry: rewritten
+    CHECK(cache.find(d / "a", lstat_of(d / "a")) == some_hash(1));
+    CHECK(cache.find(d / "b", lstat_of(d / "b")) == some_hash(2));
+    cache.remember(d / "c", lstat_of(d / "a"), some_hash(3));
+    CHECK(cache.save());
+    CHECK(inode() != third);
+  }
+  dc::HashCache cache(db, std::chrono::seconds(0));
+  CHECK(cache.size() == 3);
+}
+
 TEST_CASE("hash cache: a damaged file is an empty cache and a fresh file is not remembered")
 {
   Scratch d;
