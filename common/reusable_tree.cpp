@@ -12,7 +12,6 @@
 #include <string_view>
 #include <system_error>
 #include <unistd.h>
-#include <unordered_map>
 
 namespace dc {
 namespace {
@@ -40,15 +39,13 @@ public:
              const std::vector<std::string>& leave_alone)
       : m_manifest(manifest), m_previous(previous), m_trash_fd(trash_fd), m_leave_alone(leave_alone)
   {
-    // One hash lookup per name met, and each entry's record found by merging two sorted lists.
+    // Each entry's record, by merging two lists sorted by path.
     const std::vector<ManifestEntry>& entries = manifest.entries;
     m_file_of_entry.resize(entries.size(), 0);
     m_record_of_entry.resize(entries.size(), nullptr);
-    m_entry_of_path.reserve(entries.size());
     std::size_t files = 0;
     auto record = previous.files.begin();
     for (std::size_t i = 0; i < entries.size(); ++i) {
-      m_entry_of_path.emplace(entries[i].path, i);
       if (entries[i].kind == EntryKind::file) {
         m_file_of_entry[i] = files++;
         while (record != previous.files.end() && record->path < entries[i].path) {
@@ -65,14 +62,27 @@ public:
 
   Reconciled run(int root_fd)
   {
-    walk(root_fd, "");
+    walk(root_fd, "", 0, m_manifest.entries.size());
     std::sort(m_out.kept_dirs.begin(), m_out.kept_dirs.end());
     return std::move(m_out);
   }
 
 private:
-  void walk(int dir_fd, const std::string& prefix)
+  using Child = std::pair<std::string_view, std::size_t>; // name, entry index
+
+  // `prefix` is a directory of the manifest ("" = root) whose entries beneath it are [lo, hi).
+  void walk(int dir_fd, const std::string& prefix, std::size_t lo, std::size_t hi)
   {
+    // Its children in name order: beneath "P", sorted paths put the children "P/x" in the order
+    // of x (grandchildren interleave and are skipped).
+    const std::size_t skip = prefix.empty() ? 0 : prefix.size() + 1;
+    std::vector<Child> children;
+    for (std::size_t i = lo; i < hi; ++i) {
+      const std::string_view rest = std::string_view(m_manifest.entries[i].path).substr(skip);
+      if (rest.find('/') == std::string_view::npos) {
+        children.emplace_back(rest, i);
+      }
+    }
     // fdopendir owns its fd: give it a duplicate, so dir_fd stays usable for the *at calls.
     const int listing_fd = ::fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
     if (listing_fd < 0) {
@@ -95,7 +105,7 @@ private:
         }
         return;
       }
-      const std::string name = d->d_name;
+      const std::string_view name = d->d_name;
       if (name == "." || name == "..") {
         continue;
       }
@@ -103,35 +113,48 @@ private:
           std::find(m_leave_alone.begin(), m_leave_alone.end(), name) != m_leave_alone.end()) {
         continue;
       }
-      visit(dir_fd, name, prefix.empty() ? name : prefix + "/" + name);
+      const auto child =
+          std::lower_bound(children.begin(), children.end(), name,
+                           [](const Child& c, std::string_view n) { return c.first < n; });
+      const bool in_manifest = child != children.end() && child->first == name;
+      visit(dir_fd, prefix, d->d_name, in_manifest ? child->second : SIZE_MAX, hi);
     }
   }
 
-  void visit(int dir_fd, const std::string& name, const std::string& path)
+  void visit(int dir_fd, const std::string& prefix, const char* name, std::size_t index,
+             std::size_t hi)
   {
+    const auto path = [&] { return prefix.empty() ? std::string(name) : prefix + "/" + name; };
     struct stat st {};
-    if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (index != SIZE_MAX && ::fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
       if (errno == ENOENT) {
         return; // moved out already (returned again by readdir)
       }
-      fail("cannot stat", path);
+      fail("cannot stat", path());
     }
-    const auto found = m_entry_of_path.find(path);
-    const std::size_t index = found == m_entry_of_path.end() ? SIZE_MAX : found->second;
     const ManifestEntry* entry = index == SIZE_MAX ? nullptr : &m_manifest.entries[index];
     if (entry != nullptr && entry->kind == EntryKind::dir && S_ISDIR(st.st_mode)) {
-      const UniqueFd sub(
-          ::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      const UniqueFd sub(::openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       if (sub.get() >= 0) {
         if ((st.st_mode & 07777) != k_dir_mode && ::fchmod(sub.get(), k_dir_mode) != 0) {
-          fail("cannot chmod", path);
+          fail("cannot chmod", entry->path);
         }
-        m_out.kept_dirs.push_back(path);
-        walk(sub.get(), path);
+        m_out.kept_dirs.push_back(entry->path);
+        // Its entries: the block of paths starting with "path/", after it and before `hi`.
+        const auto begin = m_manifest.entries.begin();
+        const auto sub_lo = std::lower_bound(
+            begin + static_cast<std::ptrdiff_t>(index) + 1, begin + static_cast<std::ptrdiff_t>(hi),
+            entry->path + "/",
+            [](const ManifestEntry& e, const std::string& p) { return e.path < p; });
+        const auto sub_hi = std::lower_bound(
+            sub_lo, begin + static_cast<std::ptrdiff_t>(hi), entry->path + "0", // '0' follows '/'
+            [](const ManifestEntry& e, const std::string& p) { return e.path < p; });
+        walk(sub.get(), entry->path, static_cast<std::size_t>(sub_lo - begin),
+             static_cast<std::size_t>(sub_hi - begin));
         return;
       }
       if (errno != EACCES) {
-        fail("cannot open", path);
+        fail("cannot open", entry->path);
       }
       // A job made it unreadable: it goes, with all it holds.
     } else if (entry != nullptr && entry->kind == EntryKind::file &&
@@ -142,8 +165,11 @@ private:
       return;
     }
     const std::string trash_name = std::to_string(m_out.moved_out);
-    if (::renameat(dir_fd, name.c_str(), m_trash_fd, trash_name.c_str()) != 0) {
-      fail("cannot move out", path);
+    if (::renameat(dir_fd, name, m_trash_fd, trash_name.c_str()) != 0) {
+      if (errno == ENOENT) {
+        return; // moved out already (returned again by readdir)
+      }
+      fail("cannot move out", path());
     }
     ++m_out.moved_out;
   }
@@ -165,9 +191,8 @@ private:
   const ReusableTree& m_previous;
   int m_trash_fd;
   const std::vector<std::string>& m_leave_alone;
-  std::vector<std::size_t> m_file_of_entry;                          // by entry index
-  std::vector<const WrittenFile*> m_record_of_entry;                 // by entry index, or null
-  std::unordered_map<std::string_view, std::size_t> m_entry_of_path; // views into the manifest
+  std::vector<std::size_t> m_file_of_entry;          // by entry index
+  std::vector<const WrittenFile*> m_record_of_entry; // by entry index, or null
   Reconciled m_out;
 };
 
