@@ -65,12 +65,6 @@ constexpr mode_t k_exec_mode = 0755;
   }
 }
 
-std::string_view parent_of(std::string_view path)
-{
-  const auto slash = path.rfind('/');
-  return slash == std::string_view::npos ? std::string_view{} : path.substr(0, slash);
-}
-
 std::string leaf_of(std::string_view path)
 {
   const auto slash = path.rfind('/');
@@ -476,7 +470,7 @@ void BundleWriter::create_directories()
     }
     const auto ref = static_cast<long long>(i);
     int parent = -1;
-    const UniqueFd owner = walk_to_dir(m_root_fd, parent_of(e.path), e.path, ref, parent);
+    const UniqueFd owner = walk_to_dir(m_root_fd, bundle_parent(e.path), e.path, ref, parent);
     if (::mkdirat(parent, leaf_of(e.path).c_str(), k_dir_mode) != 0) {
       fs_failure(errno, "cannot create directory", e.path, ref);
     }
@@ -495,7 +489,7 @@ bool BundleWriter::fill_from_store(std::size_t file_index)
   const ManifestEntry& e = m_manifest.entries[entry_index];
   const auto ref = static_cast<long long>(entry_index);
   int parent = -1;
-  const UniqueFd owner = walk_to_dir(m_root_fd, parent_of(e.path), e.path, ref, parent);
+  const UniqueFd owner = walk_to_dir(m_root_fd, bundle_parent(e.path), e.path, ref, parent);
   const std::string leaf = leaf_of(e.path);
   UniqueFd out(open_beneath(parent, leaf.c_str(),
                             O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, k_file_mode));
@@ -563,7 +557,7 @@ void BundleWriter::start_blob()
   const auto ref = static_cast<long long>(entry_index);
   m_decoder->begin(max_window_for(e.size), e.size, true, ref);
   int parent = -1;
-  const UniqueFd owner = walk_to_dir(m_root_fd, parent_of(e.path), e.path, ref, parent);
+  const UniqueFd owner = walk_to_dir(m_root_fd, bundle_parent(e.path), e.path, ref, parent);
   m_blob_fd = open_beneath(parent, leaf_of(e.path).c_str(),
                            O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, k_file_mode);
   if (m_blob_fd < 0) {
@@ -661,14 +655,14 @@ void BundleWriter::copy_duplicate(std::size_t file_index)
 
   int twin_parent = -1;
   const UniqueFd twin_owner =
-      walk_to_dir(m_root_fd, parent_of(twin.path), twin.path, ref, twin_parent);
+      walk_to_dir(m_root_fd, bundle_parent(twin.path), twin.path, ref, twin_parent);
   const UniqueFd in(
       open_beneath(twin_parent, leaf_of(twin.path).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0));
   if (in.get() < 0) {
     fs_failure(errno, "cannot open", twin.path, ref);
   }
   int parent = -1;
-  const UniqueFd owner = walk_to_dir(m_root_fd, parent_of(e.path), e.path, ref, parent);
+  const UniqueFd owner = walk_to_dir(m_root_fd, bundle_parent(e.path), e.path, ref, parent);
   const UniqueFd out(open_beneath(parent, leaf_of(e.path).c_str(),
                                   O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                                   k_file_mode));

@@ -43,7 +43,7 @@ std::string errno_text(int e)
   return std::generic_category().message(e);
 }
 
-std::string parent_of(const std::string& path)
+std::string parent_dir_of(const std::string& path)
 {
   const auto slash = path.find_last_of('/');
   if (slash == std::string::npos) {
@@ -104,7 +104,7 @@ void check_permissions(const std::string& path, const struct stat& st)
     fail(path,
          "mode " + octal_mode(st.st_mode) + " is too open; run chmod 600 " + escape_for_log(path));
   }
-  const std::string parent = parent_of(path);
+  const std::string parent = parent_dir_of(path);
   struct stat pst {};
   if (::stat(parent.c_str(), &pst) != 0) {
     fail(path,
@@ -214,7 +214,7 @@ void make_dirs(const std::string& key_path, const std::string& dir)
   if (dir.empty() || dir == "." || dir == "/" || ::stat(dir.c_str(), &st) == 0) {
     return;
   }
-  make_dirs(key_path, parent_of(dir));
+  make_dirs(key_path, parent_dir_of(dir));
   if (::mkdir(dir.c_str(), 0700) != 0) {
     const int e = errno;
     if (e == EEXIST) {
@@ -331,7 +331,7 @@ ClusterKey load_cluster_key(const std::optional<std::string>& explicit_path, boo
 ClusterKey generate_key_file(const std::string& path, bool force)
 {
   init_sodium();
-  const std::string dir = parent_of(path);
+  const std::string dir = parent_dir_of(path);
   make_dirs(path, dir);
 
   SecureBuffer raw(k_cluster_key_size);

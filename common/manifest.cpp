@@ -51,13 +51,13 @@ std::size_t utf8_sequence_length(std::string_view s, std::size_t i)
   return 0; // continuation byte, C0/C1 (overlong), F5..FF
 }
 
-std::string_view parent_of(std::string_view path)
+} // namespace
+
+std::string_view bundle_parent(std::string_view path)
 {
   const auto slash = path.rfind('/');
   return slash == std::string_view::npos ? std::string_view{} : path.substr(0, slash);
 }
-
-} // namespace
 
 std::uint32_t Manifest::file_count() const
 {
@@ -222,7 +222,7 @@ Manifest decode_manifest(ByteView raw, const BundleLimits& limits)
           throw BundleError("bad_bundle", "manifest: not sorted at " + quote_name(e.path), ref);
         }
       }
-      const std::string_view parent = parent_of(e.path);
+      const std::string_view parent = bundle_parent(e.path);
       if (!parent.empty()) {
         // The entries so far are sorted and the parent sorts before its child: binary search,
         // O(log n) with no extra memory and no hash table an attacker could flood.

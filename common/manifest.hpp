@@ -63,6 +63,9 @@ struct BundleLimits {
 // nullptr if it is a valid bundle path. Throws nothing.
 const char* bundle_path_problem(std::string_view path);
 
+// The directory holding bundle path `path` ("" for a top-level entry).
+std::string_view bundle_parent(std::string_view path);
+
 // Checks one bundle path against PROTOCOL.md §5 (valid UTF-8; no NUL, control char or backslash;
 // no empty, "." or ".." component; no leading '/'; component <= 255 B, path <= 4096 B, depth <=
 // 64). Throws BundleError("bad_path", "bad path (<reason>): <hex-escaped name>", ref).
