@@ -1,12 +1,14 @@
 #include "worker/process.hpp"
 
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
 #include <fstream>
 #include <set>
 #include <spawn.h>
+#include <string_view>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -259,6 +261,45 @@ int kill_orphans_with_marker(const std::string& marker)
     }
   }
   return signalled;
+}
+
+bool orphan_uses(const std::string& dir)
+{
+  const auto beneath = [&](const std::string& link) {
+    char target[PATH_MAX + 1];
+    const ssize_t n = readlink(link.c_str(), target, PATH_MAX);
+    if (n <= 0) {
+      return false;
+    }
+    const std::string_view t(target, static_cast<std::size_t>(n));
+    return t == dir ||
+           (t.size() > dir.size() && t.substr(0, dir.size()) == dir && t[dir.size()] == '/');
+  };
+  for (pid_t pid : our_children()) {
+    if (live_children().count(pid) != 0) {
+      continue;
+    }
+    const std::string proc = "/proc/" + std::to_string(pid);
+    if (beneath(proc + "/cwd") || beneath(proc + "/root")) {
+      return true;
+    }
+    DIR* fds = opendir((proc + "/fd").c_str());
+    if (fds == nullptr) {
+      continue;
+    }
+    bool found = false;
+    while (const dirent* entry = readdir(fds)) {
+      if (entry->d_name[0] != '.' && beneath(proc + "/fd/" + entry->d_name)) {
+        found = true;
+        break;
+      }
+    }
+    closedir(fds);
+    if (found) {
+      return true;
+    }
+  }
+  return false;
 }
 
 void reap_orphans()

@@ -67,5 +67,8 @@ int kill_orphans_with_marker(const std::string& marker);
 // Reaps exited orphans (re-parented to us as subreaper); never touches a live ChildProcess's pid,
 // whose exit belongs to its pidfd.
 void reap_orphans();
+// Whether a process re-parented to us that is no live command (one that escaped both its group
+// and its marker) has its working directory or an open file at or beneath `dir`.
+bool orphan_uses(const std::string& dir);
 
 } // namespace dc::worker

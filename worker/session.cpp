@@ -1054,10 +1054,6 @@ awaitable<void> Session::finish(const std::string& why)
   }
 }
 
-} // namespace dc::worker
-
-namespace dc::worker {
-
 void Session::adopt_parked_dir()
 {
   if (m_state.cache == nullptr || m_keep) {
@@ -1134,6 +1130,12 @@ void Session::drop_trash()
 std::optional<Workdir::Parked> Session::parkable()
 {
   if (!m_written || m_job_fd < 0) {
+    return std::nullopt;
+  }
+  // A process of the job that escaped the kill and still works there could change the files
+  // under the next job, which a fresh dir would not see: then the dir goes as it always did.
+  if (orphan_uses(m_job_dir)) {
+    log_warn("%s: a process of the job still uses its dir; it will not be reused", m_label.c_str());
     return std::nullopt;
   }
   // Park only the very directory this session wrote (a job may have renamed it and put

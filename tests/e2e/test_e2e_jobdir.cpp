@@ -226,3 +226,34 @@ TEST_CASE("e2e: jobdir: a worker with --no-cache removes every job dir and reuse
   CHECK(wait_until([&] { return !exists(dir); }));
   CHECK(contains(c.run(args).err, "0 of 1 files cached"));
 }
+
+TEST_CASE("e2e: jobdir: a dir that an escaped process of the job still works in is not reused")
+{
+  WorkerConfig config;
+  config.extra = {"--verbose"};
+  Cluster c(1, config);
+  const std::string label = c[0].address() + " | ";
+  write_file(c.dir / "src/a.txt", "alpha\n");
+  // A new session and an empty environment: neither the group kill nor the job marker finds it.
+  MasterRun run =
+      c.run({"--send", c.dir / "src/", "--cmd",
+             "echo \"dir=$(pwd)\"; setsid env -i sleep 20 </dev/null >/dev/null 2>&1 & "
+             "bg=$!; echo \"bg=$bg\"; "
+             // until it has dropped its environment (and with it the job's marker)
+             "while grep -qa DISTCOMP /proc/$bg/environ 2>/dev/null; do sleep 0.05; done"});
+  CAPTURE(run.out);
+  REQUIRE(run.exit_code == 0);
+  const std::string first_dir = line_value(run.out, label + "dir=");
+  const pid_t bg = static_cast<pid_t>(std::atol(line_value(run.out, label + "bg=").c_str()));
+  REQUIRE(bg > 0);
+  REQUIRE(::kill(bg, 0) == 0); // still running
+  CHECK(wait_until(
+      [&] { return contains(c[0].log(), "still uses its dir; it will not be reused"); }));
+  CHECK(wait_until([&] { return !exists(first_dir); })); // removed, as without reuse
+
+  run = c.run({"--send", c.dir / "src/", "--cmd", "echo \"dir=$(pwd)\"; cat a.txt"});
+  CHECK(run.exit_code == 0);
+  CHECK(run.has_stdout_line(label + "alpha"));
+  CHECK_FALSE(contains(c[0].log(), "1 of them kept in place"));
+  ::kill(bg, SIGKILL);
+}
