@@ -1,5 +1,6 @@
 #include "common/bundle_source.hpp"
 
+#include "common/dir_listing.hpp"
 #include "common/secure_buffer.hpp"
 #include "common/unique_fd.hpp"
 #include "common/wire.hpp"
@@ -12,11 +13,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
-#include <dirent.h>
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <sys/stat.h>
 #include <system_error>
@@ -57,10 +58,6 @@ ssize_t read_some(int fd, std::uint8_t* buffer, std::size_t size)
     }
   }
 }
-
-struct CloseDir {
-  void operator()(DIR* d) const { ::closedir(d); }
-};
 
 struct Found {
   std::string bundle_path;
@@ -193,18 +190,19 @@ private:
   void walk_entries(const std::string& local_dir, const std::string& prefix,
                     const std::string& rel_dir)
   {
-    const std::unique_ptr<DIR, CloseDir> dir(::opendir(local_dir.c_str()));
-    if (!dir) {
+    const UniqueFd dir(::open(local_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dir.get() < 0) {
+      offend(escape_for_log(local_dir) + ": " + std::strerror(errno));
+      return;
+    }
+    DirListing listing(dir.get());
+    if (!listing.ok()) {
       offend(escape_for_log(local_dir) + ": " + std::strerror(errno));
       return;
     }
     std::vector<std::string> names;
-    errno = 0;
-    while (const dirent* d = ::readdir(dir.get())) {
-      const std::string_view name = d->d_name;
-      if (name != "." && name != "..") {
-        names.emplace_back(name);
-      }
+    while (const std::optional<std::string_view> name = listing.next()) {
+      names.emplace_back(*name);
     }
     if (errno != 0) {
       offend(escape_for_log(local_dir) + ": " + std::strerror(errno));
@@ -215,7 +213,7 @@ private:
       const std::string local = local_prefix + name;
       struct stat st {};
       // Relative to the open directory: one lookup, not one per component of the whole path.
-      if (::fstatat(::dirfd(dir.get()), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
         offend(escape_for_log(local) + ": " + std::strerror(errno));
         continue;
       }

@@ -1,14 +1,14 @@
 #include "common/reusable_tree.hpp"
 
+#include "common/dir_listing.hpp"
 #include "common/unique_fd.hpp"
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
-#include <dirent.h>
 #include <fcntl.h>
-#include <memory>
+#include <optional>
 #include <string_view>
 #include <system_error>
 #include <unistd.h>
@@ -28,10 +28,6 @@ bool same_time(const timespec& a, const timespec& b)
 {
   return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
 }
-
-struct DirCloser {
-  void operator()(DIR* d) const { ::closedir(d); }
-};
 
 class Reconciler {
 public:
@@ -83,32 +79,20 @@ private:
         children.emplace_back(rest, i);
       }
     }
-    // fdopendir owns its fd: give it a duplicate, so dir_fd stays usable for the *at calls.
-    const int listing_fd = ::fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
-    if (listing_fd < 0) {
+    DirListing listing(dir_fd);
+    if (!listing.ok()) {
       fail("cannot list", prefix);
     }
-    const std::unique_ptr<DIR, DirCloser> dir(::fdopendir(listing_fd));
-    if (!dir) {
-      ::close(listing_fd);
-      fail("cannot list", prefix);
-    }
-    ::rewinddir(dir.get()); // the duplicate shares dir_fd's offset, which a reader may have moved
-    // Entries are renamed out while the listing runs: POSIX lets readdir skip or return removed
-    // names, never the others twice or not at all; a vanished name is passed over below.
+    // Entries are renamed out while the listing runs; a name returned again is passed over below.
     for (;;) {
-      errno = 0;
-      const dirent* d = ::readdir(dir.get());
-      if (d == nullptr) {
+      const std::optional<std::string_view> next = listing.next();
+      if (!next) {
         if (errno != 0) {
           fail("cannot list", prefix);
         }
         return;
       }
-      const std::string_view name = d->d_name;
-      if (name == "." || name == "..") {
-        continue;
-      }
+      const std::string_view name = *next;
       if (prefix.empty() &&
           std::find(m_leave_alone.begin(), m_leave_alone.end(), name) != m_leave_alone.end()) {
         continue;
@@ -117,7 +101,8 @@ private:
           std::lower_bound(children.begin(), children.end(), name,
                            [](const Child& c, std::string_view n) { return c.first < n; });
       const bool in_manifest = child != children.end() && child->first == name;
-      visit(dir_fd, prefix, d->d_name, in_manifest ? child->second : SIZE_MAX, hi);
+      // name views the whole NUL-terminated d_name: data() is a C string.
+      visit(dir_fd, prefix, name.data(), in_manifest ? child->second : SIZE_MAX, hi);
     }
   }
 

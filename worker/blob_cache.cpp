@@ -1,6 +1,7 @@
 #include "worker/blob_cache.hpp"
 
 #include "common/blob_copy.hpp"
+#include "common/dir_listing.hpp"
 #include "common/error.hpp"
 #include "common/log.hpp"
 #include "common/secure_buffer.hpp"
@@ -11,9 +12,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <dirent.h>
 #include <fcntl.h>
 #include <filesystem>
+#include <optional>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <system_error>
@@ -69,23 +70,10 @@ int open_subdir(const std::string& dir, int parent, const char* name)
 std::vector<std::string> list_dir(int dir_fd)
 {
   std::vector<std::string> names;
-  const int copy = ::dup(dir_fd);
-  if (copy < 0) {
-    return names;
+  DirListing listing(dir_fd);
+  while (const std::optional<std::string_view> name = listing.next()) {
+    names.emplace_back(*name);
   }
-  DIR* d = ::fdopendir(copy);
-  if (d == nullptr) {
-    ::close(copy);
-    return names;
-  }
-  ::rewinddir(d);
-  while (const dirent* e = ::readdir(d)) {
-    const std::string_view name = e->d_name;
-    if (name != "." && name != "..") {
-      names.emplace_back(name);
-    }
-  }
-  ::closedir(d);
   return names;
 }
 
