@@ -1,6 +1,7 @@
 #include "common/bundle_source.hpp"
 
 #include "common/dir_listing.hpp"
+#include "common/file_stamp.hpp"
 #include "common/secure_buffer.hpp"
 #include "common/unique_fd.hpp"
 #include "common/wire.hpp"
@@ -62,7 +63,7 @@ ssize_t read_some(int fd, std::uint8_t* buffer, std::size_t size)
 struct Found {
   std::string bundle_path;
   std::string local_path;
-  struct stat st;
+  FileStamp st;
 };
 
 // Walks the arguments, collecting entries and every reason to refuse them, leaving out what the
@@ -96,10 +97,11 @@ public:
     // Ignore rules see paths relative to the directory that was named.
     if (contents && S_ISDIR(st.st_mode)) {
       m_root.clear();
-      walk(base.empty() ? "/" : base, "");
+      const std::string dir = base.empty() ? "/" : base;
+      walk(AT_FDCWD, dir.c_str(), dir, "", 0); // "link/" names the directory a link points to
     } else {
       m_root = name;
-      add(arg, name, st);
+      add(AT_FDCWD, arg.c_str(), arg, name, st);
     }
   }
 
@@ -129,7 +131,9 @@ public:
   }
 
 private:
-  void add(const std::string& local, const std::string& bundle_path, const struct stat& st)
+  // `local` is opened as `name` relative to `parent_fd` (one lookup, not one per component).
+  void add(int parent_fd, const char* name, const std::string& local,
+           const std::string& bundle_path, const struct stat& st)
   {
     if (const char* kind = special_kind(st.st_mode)) {
       offend(escape_for_log(local) + " (" + kind + ")");
@@ -139,9 +143,9 @@ private:
       offend(escape_for_log(local) + " (name not sendable: " + problem + ")");
       return; // its children would all be refused for the same reason
     }
-    m_found.push_back({bundle_path, local, st});
+    m_found.push_back({bundle_path, local, FileStamp::of(st)});
     if (S_ISDIR(st.st_mode)) {
-      walk(local, bundle_path);
+      walk(parent_fd, name, local, bundle_path, O_NOFOLLOW);
     }
   }
 
@@ -154,14 +158,15 @@ private:
     return bundle_path.size() > m_root.size() ? bundle_path.substr(m_root.size() + 1) : "";
   }
 
-  // Reads `local_dir`/.distcompignore, if there is one, into the rules for that directory.
-  void read_ignore_file(const std::string& local_dir, const std::string& rel_dir)
+  // Reads `dir_fd`'s .distcompignore into the rules for that directory.
+  void read_ignore_file(int dir_fd, const std::string& local_dir, const std::string& rel_dir)
   {
     const std::string path =
         (local_dir == "/" ? "" : local_dir) + "/" + std::string(k_ignore_file_name);
     struct stat st {};
-    if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
-      return; // none (a symlink of that name is refused like any other)
+    const std::string name(k_ignore_file_name);
+    if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
+      return; // gone since the listing (a symlink of that name is refused like any other)
     }
     if (st.st_size > k_max_ignore_file) {
       offend(escape_for_log(path) + " (larger than 1 MiB)");
@@ -178,52 +183,46 @@ private:
     }
   }
 
-  void walk(const std::string& local_dir, const std::string& prefix)
+  void walk(int parent_fd, const char* name, const std::string& local_dir,
+            const std::string& prefix, int nofollow)
   {
-    const std::size_t rules_before = m_rules.size();
-    const std::string rel_dir = relative(prefix);
-    read_ignore_file(local_dir, rel_dir);
-    walk_entries(local_dir, prefix, rel_dir);
-    m_rules.truncate(rules_before); // a directory's rules end with it
-  }
-
-  void walk_entries(const std::string& local_dir, const std::string& prefix,
-                    const std::string& rel_dir)
-  {
-    const UniqueFd dir(::open(local_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (dir.get() < 0) {
-      offend(escape_for_log(local_dir) + ": " + std::strerror(errno));
-      return;
-    }
-    DirListing listing(dir.get());
+    DirListing listing(
+        UniqueFd(::openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | nofollow)));
     if (!listing.ok()) {
       offend(escape_for_log(local_dir) + ": " + std::strerror(errno));
       return;
     }
     std::vector<std::string> names;
-    while (const std::optional<std::string_view> name = listing.next()) {
-      names.emplace_back(*name);
+    bool has_ignore_file = false;
+    while (const std::optional<std::string_view> next = listing.next()) {
+      has_ignore_file = has_ignore_file || *next == k_ignore_file_name;
+      names.emplace_back(*next);
     }
     if (errno != 0) {
       offend(escape_for_log(local_dir) + ": " + std::strerror(errno));
       return;
     }
+    const std::size_t rules_before = m_rules.size();
+    const std::string rel_dir = relative(prefix);
+    if (has_ignore_file) {
+      read_ignore_file(listing.fd(), local_dir, rel_dir);
+    }
     const std::string local_prefix = local_dir == "/" ? "/" : local_dir + "/";
-    for (const auto& name : names) {
-      const std::string local = local_prefix + name;
+    for (const auto& entry : names) {
       struct stat st {};
-      // Relative to the open directory: one lookup, not one per component of the whole path.
-      if (::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-        offend(escape_for_log(local) + ": " + std::strerror(errno));
+      if (::fstatat(listing.fd(), entry.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        offend(escape_for_log(local_prefix + entry) + ": " + std::strerror(errno));
         continue;
       }
       if (!m_rules.empty() &&
-          m_rules.ignored(rel_dir.empty() ? name : rel_dir + "/" + name, S_ISDIR(st.st_mode))) {
+          m_rules.ignored(rel_dir.empty() ? entry : rel_dir + "/" + entry, S_ISDIR(st.st_mode))) {
         ++m_ignored; // before any check: an ignored socket or link is no reason to refuse
         continue;
       }
-      add(local, prefix.empty() ? name : prefix + "/" + name, st);
+      add(listing.fd(), entry.c_str(), local_prefix + entry,
+          prefix.empty() ? entry : prefix + "/" + entry, st);
     }
+    m_rules.truncate(rules_before); // a directory's rules end with it
   }
 
   std::deque<Found> m_found; // grows without moving what it holds (a tree has 100k+ entries)
@@ -262,17 +261,14 @@ bool hash_file(const std::string& path, Bytes& buffer, std::uint64_t& size, Hash
   return ::fstat(fd.get(), &after) == 0;
 }
 
-// Whether two stats describe the same, unchanged file.
-bool same_file_state(const struct stat& a, const struct stat& b)
+// Sets `out` to `path` made absolute against `cwd` (reusing out's memory).
+void absolute_path(const std::string& path, const std::string& cwd, std::string& out)
 {
-  return a.st_dev == b.st_dev && a.st_ino == b.st_ino && a.st_size == b.st_size &&
-         a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec &&
-         a.st_ctim.tv_sec == b.st_ctim.tv_sec && a.st_ctim.tv_nsec == b.st_ctim.tv_nsec;
-}
-
-std::string absolute_path(const std::string& path, const std::string& cwd)
-{
-  return !path.empty() && path[0] == '/' ? path : cwd + "/" + path;
+  out.clear();
+  if (path.empty() || path[0] != '/') {
+    out.append(cwd).push_back('/');
+  }
+  out.append(path);
 }
 
 void check_zstd(std::size_t rc, const char* what)
@@ -340,13 +336,20 @@ BundleSource scan_sources(const std::vector<std::string>& args,
     scanner.add_argument(arg);
   }
   auto& found = scanner.found();
-  std::stable_sort(found.begin(), found.end(),
-                   [](const Found& a, const Found& b) { return a.bundle_path < b.bundle_path; });
-  for (std::size_t i = 1; i < found.size(); ++i) {
-    if (found[i].bundle_path == found[i - 1].bundle_path) {
-      scanner.offend(escape_for_log(found[i].bundle_path) +
-                     " (sent twice: " + escape_for_log(found[i - 1].local_path) + " and " +
-                     escape_for_log(found[i].local_path) + ")");
+  // Sorted by bundle path through pointers: an entry is not moved (the walk yields each
+  // directory's names in the filesystem's order, so there is real sorting to do).
+  std::vector<Found*> order;
+  order.reserve(found.size());
+  for (Found& f : found) {
+    order.push_back(&f);
+  }
+  std::stable_sort(order.begin(), order.end(),
+                   [](const Found* a, const Found* b) { return a->bundle_path < b->bundle_path; });
+  for (std::size_t i = 1; i < order.size(); ++i) {
+    if (order[i]->bundle_path == order[i - 1]->bundle_path) {
+      scanner.offend(escape_for_log(order[i]->bundle_path) +
+                     " (sent twice: " + escape_for_log(order[i - 1]->local_path) + " and " +
+                     escape_for_log(order[i]->local_path) + ")");
     }
   }
   scanner.throw_if_offended(); // before reading any content
@@ -356,35 +359,38 @@ BundleSource scan_sources(const std::vector<std::string>& args,
   source.manifest.entries.reserve(found.size());
   Bytes buffer; // one read buffer for every file
   std::string cwd;
+  std::string key; // the hash cache's key of one file, its memory reused
   if (hashes != nullptr) {
     std::error_code ec;
     cwd = std::filesystem::current_path(ec).string();
   }
-  for (const auto& f : found) {
+  for (Found* f : order) {
     ManifestEntry e;
-    e.kind = S_ISDIR(f.st.st_mode) ? EntryKind::dir : EntryKind::file;
-    e.mtime_s = f.st.st_mtim.tv_sec;
-    e.mtime_ns = static_cast<std::uint32_t>(f.st.st_mtim.tv_nsec);
-    e.path = f.bundle_path;
+    e.kind = S_ISDIR(f->st.mode) ? EntryKind::dir : EntryKind::file;
+    e.mtime_s = f->st.mtime.tv_sec;
+    e.mtime_ns = static_cast<std::uint32_t>(f->st.mtime.tv_nsec);
     if (e.kind == EntryKind::file) {
-      e.executable = (f.st.st_mode & 0111) != 0;
-      const std::string key = hashes != nullptr ? absolute_path(f.local_path, cwd) : "";
-      if (const auto cached = hashes != nullptr ? hashes->find(key, f.st) : std::nullopt) {
+      e.executable = (f->st.mode & 0111) != 0;
+      if (hashes != nullptr) {
+        absolute_path(f->local_path, cwd, key);
+      }
+      if (const auto cached = hashes != nullptr ? hashes->find(key, f->st) : std::nullopt) {
         e.hash = *cached;
-        e.size = static_cast<std::uint64_t>(f.st.st_size);
+        e.size = f->st.size;
       } else {
         struct stat after {};
-        if (!hash_file(f.local_path, buffer, e.size, e.hash, after)) {
-          scanner.offend(escape_for_log(f.local_path) + ": " + std::strerror(errno));
+        if (!hash_file(f->local_path, buffer, e.size, e.hash, after)) {
+          scanner.offend(escape_for_log(f->local_path) + ": " + std::strerror(errno));
           continue;
         }
         ++source.files_read;
-        if (hashes != nullptr && same_file_state(f.st, after)) {
-          hashes->remember(key, after, e.hash);
+        if (hashes != nullptr && FileStamp::of(after) == f->st) {
+          hashes->remember(key, f->st, e.hash);
         }
       }
-      source.file_paths.push_back(f.local_path);
+      source.file_paths.push_back(std::move(f->local_path));
     }
+    e.path = std::move(f->bundle_path);
     source.manifest.entries.push_back(std::move(e));
   }
   scanner.throw_if_offended();

@@ -23,6 +23,17 @@ DirListing::DirListing(int dir_fd)
   ::rewinddir(m_dir);
 }
 
+DirListing::DirListing(UniqueFd dir)
+{
+  if (dir.get() < 0) {
+    return; // errno still tells why the open failed
+  }
+  m_dir = ::fdopendir(dir.get());
+  if (m_dir != nullptr) {
+    dir.release(); // closedir closes it
+  }
+}
+
 DirListing::~DirListing()
 {
   if (m_dir != nullptr) {

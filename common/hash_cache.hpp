@@ -9,14 +9,18 @@
 // File: "DCMPHSH1" then records <path_len u16> <path> <dev u64> <ino u64> <size u64>
 //       <mtime_s i64> <mtime_ns u32> <ctime_s i64> <ctime_ns u32> <hash 32>, big-endian.
 
+#include "common/file_stamp.hpp"
 #include "common/manifest.hpp"
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
-#include <sys/stat.h>
+#include <string_view>
+#include <vector>
 
 namespace dc {
 
@@ -27,17 +31,18 @@ public:
   // Loads `path` if it exists and is well-formed (else starts empty). Throws nothing.
   explicit HashCache(std::string path, std::chrono::seconds racy_window = std::chrono::seconds(2));
 
-  // The cached hash of `path` if `st` (an lstat of it) matches what was recorded.
-  std::optional<Hash> find(const std::string& path, const struct stat& st) const;
+  // The cached hash of `path` if `st` (an lstat of it) matches what was recorded: device, inode,
+  // size, mtime and ctime.
+  std::optional<Hash> find(std::string_view path, const FileStamp& st) const;
   // Records the hash of `path` read while `st` described it (unless its ctime is racy).
-  void remember(const std::string& path, const struct stat& st, const Hash& hash);
+  void remember(std::string_view path, const FileStamp& st, const Hash& hash);
   // Writes the cache (a temporary file renamed into place, parent made 0700 if missing): the
   // entries used or added since loading first, then older ones, at most
   // k_max_hash_cache_entries; nothing when the file already holds exactly that (an unchanged
   // re-send). Returns false (and leaves the old file) on any failure.
   bool save() const noexcept;
 
-  std::size_t size() const { return m_entries.size(); }
+  std::size_t size() const { return m_loaded.size() - m_dropped + m_added.size(); }
   std::size_t hits() const { return m_hits; }
 
 private:
@@ -46,16 +51,28 @@ private:
     std::int64_t mtime_s = 0, ctime_s = 0;
     std::uint32_t mtime_ns = 0, ctime_ns = 0;
     Hash hash{};
-    mutable bool used = false;
-    std::size_t loaded_at = SIZE_MAX; // position in the file loaded, SIZE_MAX if new
   };
-  static Entry entry_of(const struct stat& st);
+  // An entry of the file loaded, decoded only when looked up: loading a cache of 100k files
+  // makes no allocation per entry.
+  struct Loaded {
+    std::string_view path; // into m_raw
+    std::size_t record;    // offset of the fixed-size part in m_raw
+    std::size_t loaded_at; // position in the file
+    mutable bool used = false;
+    bool dropped = false; // replaced or forgotten by remember()
+  };
+  static Entry entry_of(const FileStamp& st);
+  Entry decode(const Loaded& l) const;
+  const Loaded* find_loaded(std::string_view path) const;
 
   std::string m_path;
   std::chrono::seconds m_racy_window;
-  std::map<std::string, Entry> m_entries;
+  std::unique_ptr<std::uint8_t[]> m_raw; // the file as loaded (uninitialised: read() fills it)
+  std::vector<Loaded> m_loaded;          // sorted by path
+  std::size_t m_dropped = 0;             // entries of m_loaded dropped
+  std::map<std::string, Entry, std::less<>> m_added; // remembered since loading (all used)
   mutable std::size_t m_hits = 0;
-  bool m_loaded = false;  // the file was read whole: save() may find nothing to write
+  bool m_read = false;    // the file was read whole: save() may find nothing to write
   bool m_changed = false; // remember() added, replaced or dropped an entry
 };
 

@@ -24,11 +24,6 @@ constexpr mode_t k_dir_mode = 0755; // what BundleWriter gives directories (and 
                           std::string(op) + " " + escape_for_log(path));
 }
 
-bool same_time(const timespec& a, const timespec& b)
-{
-  return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
-}
-
 class Reconciler {
 public:
   Reconciler(const Manifest& manifest, const ReusableTree& previous, int trash_fd,
@@ -58,16 +53,22 @@ public:
 
   Reconciled run(int root_fd)
   {
-    walk(root_fd, "", 0, m_manifest.entries.size());
+    DirListing root(root_fd); // a duplicate: the caller's fd stays where it is
+    walk(root, "", 0, m_manifest.entries.size());
     std::sort(m_out.kept_dirs.begin(), m_out.kept_dirs.end());
+    std::sort(m_out.settled_dirs.begin(), m_out.settled_dirs.end());
     return std::move(m_out);
   }
 
 private:
   using Child = std::pair<std::string_view, std::size_t>; // name, entry index
 
+  enum class Outcome { kept, moved_out, gone };
+
   // `prefix` is a directory of the manifest ("" = root) whose entries beneath it are [lo, hi).
-  void walk(int dir_fd, const std::string& prefix, std::size_t lo, std::size_t hi)
+  // Returns whether its own entries are already what the manifest wants: nothing moved out of it
+  // and every child kept, so nothing will be added to or removed from it (its mtime stays).
+  bool walk(DirListing& listing, const std::string& prefix, std::size_t lo, std::size_t hi)
   {
     // Its children in name order: beneath "P", sorted paths put the children "P/x" in the order
     // of x (grandchildren interleave and are skipped).
@@ -79,10 +80,12 @@ private:
         children.emplace_back(rest, i);
       }
     }
-    DirListing listing(dir_fd);
     if (!listing.ok()) {
       fail("cannot list", prefix);
     }
+    const int dir_fd = listing.fd();
+    std::size_t kept = 0;
+    bool moved_out = false;
     // Entries are renamed out while the listing runs; a name returned again is passed over below.
     for (;;) {
       const std::optional<std::string_view> next = listing.next();
@@ -90,7 +93,7 @@ private:
         if (errno != 0) {
           fail("cannot list", prefix);
         }
-        return;
+        return !moved_out && kept == children.size();
       }
       const std::string_view name = *next;
       if (prefix.empty() &&
@@ -102,26 +105,30 @@ private:
                            [](const Child& c, std::string_view n) { return c.first < n; });
       const bool in_manifest = child != children.end() && child->first == name;
       // name views the whole NUL-terminated d_name: data() is a C string.
-      visit(dir_fd, prefix, name.data(), in_manifest ? child->second : SIZE_MAX, hi);
+      const Outcome outcome =
+          visit(dir_fd, prefix, name.data(), in_manifest ? child->second : SIZE_MAX, hi);
+      kept += outcome == Outcome::kept ? 1 : 0;
+      moved_out = moved_out || outcome == Outcome::moved_out;
     }
   }
 
-  void visit(int dir_fd, const std::string& prefix, const char* name, std::size_t index,
-             std::size_t hi)
+  Outcome visit(int dir_fd, const std::string& prefix, const char* name, std::size_t index,
+                std::size_t hi)
   {
     const auto path = [&] { return prefix.empty() ? std::string(name) : prefix + "/" + name; };
     struct stat st {};
     if (index != SIZE_MAX && ::fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
       if (errno == ENOENT) {
-        return; // moved out already (returned again by readdir)
+        return Outcome::gone; // moved out already (returned again by readdir)
       }
       fail("cannot stat", path());
     }
     const ManifestEntry* entry = index == SIZE_MAX ? nullptr : &m_manifest.entries[index];
     if (entry != nullptr && entry->kind == EntryKind::dir && S_ISDIR(st.st_mode)) {
-      const UniqueFd sub(::openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (sub.get() >= 0) {
-        if ((st.st_mode & 07777) != k_dir_mode && ::fchmod(sub.get(), k_dir_mode) != 0) {
+      DirListing sub(
+          UniqueFd(::openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)));
+      if (sub.ok()) {
+        if ((st.st_mode & 07777) != k_dir_mode && ::fchmod(sub.fd(), k_dir_mode) != 0) {
           fail("cannot chmod", entry->path);
         }
         m_out.kept_dirs.push_back(entry->path);
@@ -134,9 +141,13 @@ private:
         const auto sub_hi = std::lower_bound(
             sub_lo, begin + static_cast<std::ptrdiff_t>(hi), entry->path + "0", // '0' follows '/'
             [](const ManifestEntry& e, const std::string& p) { return e.path < p; });
-        walk(sub.get(), entry->path, static_cast<std::size_t>(sub_lo - begin),
-             static_cast<std::size_t>(sub_hi - begin));
-        return;
+        const bool settled = walk(sub, entry->path, static_cast<std::size_t>(sub_lo - begin),
+                                  static_cast<std::size_t>(sub_hi - begin));
+        if (settled && st.st_mtim.tv_sec == entry->mtime_s &&
+            st.st_mtim.tv_nsec == static_cast<long>(entry->mtime_ns)) {
+          m_out.settled_dirs.push_back(entry->path);
+        }
+        return Outcome::kept;
       }
       if (errno != EACCES) {
         fail("cannot open", entry->path);
@@ -147,16 +158,17 @@ private:
       const std::size_t file = m_file_of_entry[index];
       m_out.kept_files[file] = true;
       m_out.kept_stamps[file] = FileStamp::of(st);
-      return;
+      return Outcome::kept;
     }
     const std::string trash_name = std::to_string(m_out.moved_out);
     if (::renameat(dir_fd, name, m_trash_fd, trash_name.c_str()) != 0) {
       if (errno == ENOENT) {
-        return; // moved out already (returned again by readdir)
+        return Outcome::gone; // moved out already (returned again by readdir)
       }
       fail("cannot move out", path());
     }
     ++m_out.moved_out;
+    return Outcome::moved_out;
   }
 
   bool unchanged(const ManifestEntry& e, const WrittenFile* it, const struct stat& st) const
@@ -182,30 +194,6 @@ private:
 };
 
 } // namespace
-
-FileStamp FileStamp::of(const struct stat& st)
-{
-  FileStamp s;
-  s.dev = st.st_dev;
-  s.ino = st.st_ino;
-  s.size = static_cast<std::uint64_t>(st.st_size);
-  s.nlink = st.st_nlink;
-  s.mode = st.st_mode;
-  s.mtime = st.st_mtim;
-  s.ctime = st.st_ctim;
-  return s;
-}
-
-bool FileStamp::operator==(const FileStamp& o) const
-{
-  return dev == o.dev && ino == o.ino && size == o.size && nlink == o.nlink && mode == o.mode &&
-         same_time(mtime, o.mtime) && same_time(ctime, o.ctime);
-}
-
-bool earlier(const timespec& a, const timespec& b)
-{
-  return a.tv_sec != b.tv_sec ? a.tv_sec < b.tv_sec : a.tv_nsec < b.tv_nsec;
-}
 
 timespec seal_tree(int root_fd)
 {

@@ -10,6 +10,7 @@
 // is not older than the moment the tree was sealed (before any command started) could have been
 // changed within the same timestamp tick, so it is not trusted.
 
+#include "common/file_stamp.hpp"
 #include "common/manifest.hpp"
 
 #include <cstdint>
@@ -19,18 +20,6 @@
 #include <vector>
 
 namespace dc {
-
-struct FileStamp {
-  std::uint64_t dev = 0, ino = 0, size = 0, nlink = 0;
-  std::uint32_t mode = 0; // st_mode, type bits included
-  timespec mtime{}, ctime{};
-
-  static FileStamp of(const struct stat& st);
-  bool operator==(const FileStamp& other) const;
-};
-
-// Orders timestamps; true if `a` is strictly earlier than `b`.
-bool earlier(const timespec& a, const timespec& b);
 
 struct WrittenFile {
   std::string path; // bundle path
@@ -52,7 +41,10 @@ struct Reconciled {
   std::vector<bool> kept_files;       // per manifest file (in file order): already in place
   std::vector<FileStamp> kept_stamps; // per manifest file: its stamp, where kept
   std::vector<std::string> kept_dirs; // manifest dirs already in place (sorted)
-  std::uint64_t moved_out = 0;        // entries moved to the trash
+  // Kept dirs whose entries are all kept, none moved out, and whose mtime is the manifest's:
+  // nothing will change them, so their metadata need not be set again (sorted).
+  std::vector<std::string> settled_dirs;
+  std::uint64_t moved_out = 0; // entries moved to the trash
 };
 
 // Makes the tree beneath `root_fd` a subset of `manifest`: walks it without following symlinks,

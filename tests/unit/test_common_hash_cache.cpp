@@ -31,11 +31,11 @@ public:
   std::string path;
 };
 
-struct stat lstat_of(const std::string& path)
+dc::FileStamp lstat_of(const std::string& path)
 {
   struct stat st {};
   REQUIRE(::lstat(path.c_str(), &st) == 0);
-  return st;
+  return dc::FileStamp::of(st);
 }
 
 dc::Hash some_hash(std::uint8_t fill)
@@ -63,9 +63,9 @@ TEST_CASE("hash cache: remembered entries survive a save and match only an uncha
   CHECK(cache.find(d / "a", lstat_of(d / "a")) == some_hash(7));
   CHECK_FALSE(cache.find(d / "b", lstat_of(d / "a")).has_value()); // another path
   // Any change, even one that restores the mtime, changes the ctime.
-  const struct stat before = lstat_of(d / "a");
+  const dc::FileStamp before = lstat_of(d / "a");
   std::ofstream(d / "a") << "ALPHA";
-  const timespec times[2] = {before.st_atim, before.st_mtim};
+  const timespec times[2] = {before.mtime, before.mtime};
   REQUIRE(::utimensat(AT_FDCWD, (d / "a").c_str(), times, 0) == 0);
   CHECK_FALSE(cache.find(d / "a", lstat_of(d / "a")).has_value());
 }
@@ -82,8 +82,8 @@ TEST_CASE("hash cache: a save that would write the same file leaves it alone, an
     cache.remember(d / "b", lstat_of(d / "b"), some_hash(2));
     REQUIRE(cache.save());
   }
-  const auto inode = [&] { return lstat_of(db).st_ino; };
-  const ino_t first = inode();
+  const auto inode = [&] { return lstat_of(db).ino; };
+  const std::uint64_t first = inode();
   {
     dc::HashCache cache(db, std::chrono::seconds(0)); // both used, nothing new: not rewritten
     CHECK(cache.find(d / "a", lstat_of(d / "a")) == some_hash(1));
@@ -97,7 +97,7 @@ TEST_CASE("hash cache: a save that would write the same file leaves it alone, an
     CHECK(cache.save());
     CHECK(inode() != first);
   }
-  const ino_t second = inode();
+  const std::uint64_t second = inode();
   {
     dc::HashCache cache(db, std::chrono::seconds(0)); // only b used again: the same file
     CHECK(cache.find(d / "b", lstat_of(d / "b")) == some_hash(2));
@@ -112,7 +112,7 @@ TEST_CASE("hash cache: a save that would write the same file leaves it alone, an
     CHECK(cache.save());
     CHECK(inode() != second);
   }
-  const ino_t third = inode();
+  const std::uint64_t third = inode();
   {
     dc::HashCache cache(db, std::chrono::seconds(0)); // a new entry: rewritten
     CHECK(cache.find(d / "a", lstat_of(d / "a")) == some_hash(1));
