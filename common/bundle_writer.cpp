@@ -737,7 +737,8 @@ void BundleWriter::apply_dir_metadata()
   // children, so it sorts first): a parent's mtime is set after its last change.
   for (std::size_t i = m_manifest.entries.size(); i-- > 0;) {
     const ManifestEntry& e = m_manifest.entries[i];
-    if (e.kind != EntryKind::dir) {
+    if (e.kind != EntryKind::dir || std::binary_search(m_reconciled.settled_dirs.begin(),
+                                                       m_reconciled.settled_dirs.end(), e.path)) {
       continue;
     }
     const auto ref = static_cast<long long>(i);

@@ -944,8 +944,9 @@ std::vector<std::string> listing(const std::string& root, const std::vector<std:
     struct stat st {};
     REQUIRE(::lstat(it->path().c_str(), &st) == 0);
     const char* kind = S_ISDIR(st.st_mode) ? "dir" : S_ISREG(st.st_mode) ? "file" : "other";
-    out.push_back(rel + " " + kind + " " + std::to_string(st.st_mode & 07777) + " " +
-                  (S_ISREG(st.st_mode) ? read_file(it->path()) : ""));
+    out.push_back(rel + " " + kind + " " + std::to_string(st.st_mode & 07777) + " mtime " +
+                  std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) +
+                  " " + (S_ISREG(st.st_mode) ? read_file(it->path()) : ""));
   }
   std::sort(out.begin(), out.end());
   return out;
@@ -1047,7 +1048,8 @@ TEST_CASE("bundle writer: reuse: unchanged files stay, everything a job did to t
   CHECK(listing(box.dst(), {".tmp"}) == listing(fresh.dst()));
   CHECK(read_file(box.dst(".tmp/scratch")) == "scratch\n");
   // Nothing was written through the symlink or the hard link.
-  CHECK(listing(box.outside()) == std::vector<std::string>{"link file 420 content of d.txt\n"});
+  CHECK(std::distance(fs::directory_iterator(box.outside()), fs::directory_iterator()) == 1);
+  CHECK(read_file(box.outside() + "/link") == "content of d.txt\n");
   CHECK(listing(trash.path).size() >= 5); // c.txt's link, sub/extra.txt, new/, sub/deep2/
 
   // The tree just written is reusable in turn: an unchanged re-send wants nothing at all.
@@ -1058,6 +1060,21 @@ TEST_CASE("bundle writer: reuse: unchanged files stay, everything a job did to t
   const dc::BundleStats third_stats = transfer(third, s, dc::k_max_bundle_slice, &want);
   CHECK(want == dc::Bytes{0});
   CHECK(third_stats.kept == 8);
+  CHECK(listing(box.dst(), {".tmp"}) == listing(fresh.dst()));
+  // Nothing changed in any directory: none had its mode or mtime set again (no new ctime).
+  for (const char* dir : {"sub", "sub/deep"}) {
+    struct stat st {};
+    REQUIRE(::lstat(box.dst(dir).c_str(), &st) == 0);
+    CHECK(dc::earlier(st.st_ctim, again.sealed));
+  }
+
+  // A directory whose mtime alone a job changed gets the manifest's mtime back.
+  REQUIRE(::utimensat(AT_FDCWD, box.dst("sub/deep").c_str(), nullptr, 0) == 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const dc::ReusableTree fourth_tree = third.written_tree(dc::seal_tree(box.root_fd()));
+  dc::BundleWriter fourth(box.root_fd(), begin_of(s), {});
+  fourth.reuse_tree(fourth_tree, trash.fd, {".tmp"});
+  CHECK(transfer(fourth, s, dc::k_max_bundle_slice, &want).kept == 8);
   CHECK(listing(box.dst(), {".tmp"}) == listing(fresh.dst()));
 }
 
