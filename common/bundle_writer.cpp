@@ -329,6 +329,11 @@ void BundleWriter::reuse_tree(const ReusableTree& previous, int trash_fd,
   m_leave_alone = std::move(leave_alone);
 }
 
+void BundleWriter::use_snapshot(TreeSnapshot snapshot)
+{
+  m_snapshot = std::move(snapshot);
+}
+
 void BundleWriter::set_test_hook(std::function<void(std::size_t entry_index)> hook)
 {
   m_hook = std::move(hook);
@@ -432,8 +437,10 @@ Bytes BundleWriter::end_manifest()
     }
     m_stamps.assign(m_entry_of_file.size(), FileStamp{});
     if (m_previous != nullptr) {
-      m_reconciled = reconcile_tree(m_root_fd, m_manifest, *m_previous, m_trash_fd, m_leave_alone);
+      m_reconciled = reconcile_tree(m_root_fd, m_manifest, *m_previous, m_trash_fd, m_leave_alone,
+                                    m_snapshot ? &*m_snapshot : nullptr);
       m_previous = nullptr;
+      m_snapshot.reset();
     } else {
       m_reconciled.kept_files.assign(m_entry_of_file.size(), false);
     }

@@ -76,6 +76,9 @@ public:
   // earlier bundle wrote there. end_manifest reconciles it first, moving what the new bundle
   // does not keep into `trash_fd` and leaving the top-level names in `leave_alone` alone.
   void reuse_tree(const ReusableTree& previous, int trash_fd, std::vector<std::string> leave_alone);
+  // With reuse_tree, before end_manifest: the reconcile takes its stats from `snapshot`
+  // (snapshot_tree of root, taken since root became this bundle's).
+  void use_snapshot(TreeSnapshot snapshot);
 
   // Decodes and validates the manifest (decode_manifest), checks it equals the declaration,
   // reconciles a reused tree, creates every directory (0755 for now, exact at finish), writes the
@@ -149,6 +152,7 @@ private:
   const ReusableTree* m_previous = nullptr;
   int m_trash_fd = -1;
   std::vector<std::string> m_leave_alone;
+  std::optional<TreeSnapshot> m_snapshot;
   Reconciled m_reconciled;
   std::vector<FileStamp> m_stamps; // per file, once written (or kept)
 };

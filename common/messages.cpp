@@ -84,7 +84,8 @@ Json to_json(const Hello& m)
   return {{"client", m.client},
           {"name", m.name},
           {"kill_on_disconnect", m.kill_on_disconnect},
-          {"keep", m.keep}};
+          {"keep", m.keep},
+          {"bundle", m.bundle}};
 }
 
 Hello hello_from(const Json& j)
@@ -94,6 +95,7 @@ Hello hello_from(const Json& j)
   m.name = optional_field<std::string>(j, "name", "");
   m.kill_on_disconnect = optional_field<bool>(j, "kill_on_disconnect", true);
   m.keep = optional_field<bool>(j, "keep", false);
+  m.bundle = optional_field<bool>(j, "bundle", false);
   return m;
 }
 

@@ -27,7 +27,8 @@ struct Hello {
   std::string client;
   std::string name; // the node's label at the master, for the worker's log
   bool kill_on_disconnect = true;
-  bool keep = false; // keep the job dir after the session
+  bool keep = false;   // keep the job dir after the session
+  bool bundle = false; // a bundle follows (the worker may prepare its job dir meanwhile)
 };
 
 struct Welcome {

@@ -27,8 +27,9 @@ constexpr mode_t k_dir_mode = 0755; // what BundleWriter gives directories (and 
 class Reconciler {
 public:
   Reconciler(const Manifest& manifest, const ReusableTree& previous, int trash_fd,
-             const std::vector<std::string>& leave_alone)
-      : m_manifest(manifest), m_previous(previous), m_trash_fd(trash_fd), m_leave_alone(leave_alone)
+             const std::vector<std::string>& leave_alone, const TreeSnapshot* snapshot)
+      : m_manifest(manifest), m_previous(previous), m_trash_fd(trash_fd),
+        m_leave_alone(leave_alone), m_snapshot(snapshot)
   {
     // Each entry's record, by merging two lists sorted by path.
     const std::vector<ManifestEntry>& entries = manifest.entries;
@@ -116,19 +117,19 @@ private:
                 std::size_t hi)
   {
     const auto path = [&] { return prefix.empty() ? std::string(name) : prefix + "/" + name; };
-    struct stat st {};
-    if (index != SIZE_MAX && ::fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    FileStamp st;
+    if (index != SIZE_MAX && !stat_of(dir_fd, prefix, name, st)) {
       if (errno == ENOENT) {
         return Outcome::gone; // moved out already (returned again by readdir)
       }
       fail("cannot stat", path());
     }
     const ManifestEntry* entry = index == SIZE_MAX ? nullptr : &m_manifest.entries[index];
-    if (entry != nullptr && entry->kind == EntryKind::dir && S_ISDIR(st.st_mode)) {
+    if (entry != nullptr && entry->kind == EntryKind::dir && S_ISDIR(st.mode)) {
       DirListing sub(
           UniqueFd(::openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)));
       if (sub.ok()) {
-        if ((st.st_mode & 07777) != k_dir_mode && ::fchmod(sub.fd(), k_dir_mode) != 0) {
+        if ((st.mode & 07777) != k_dir_mode && ::fchmod(sub.fd(), k_dir_mode) != 0) {
           fail("cannot chmod", entry->path);
         }
         m_out.kept_dirs.push_back(entry->path);
@@ -143,8 +144,8 @@ private:
             [](const ManifestEntry& e, const std::string& p) { return e.path < p; });
         const bool settled = walk(sub, entry->path, static_cast<std::size_t>(sub_lo - begin),
                                   static_cast<std::size_t>(sub_hi - begin));
-        if (settled && st.st_mtim.tv_sec == entry->mtime_s &&
-            st.st_mtim.tv_nsec == static_cast<long>(entry->mtime_ns)) {
+        if (settled && st.mtime.tv_sec == entry->mtime_s &&
+            st.mtime.tv_nsec == static_cast<long>(entry->mtime_ns)) {
           m_out.settled_dirs.push_back(entry->path);
         }
         return Outcome::kept;
@@ -157,7 +158,7 @@ private:
                unchanged(*entry, m_record_of_entry[index], st)) {
       const std::size_t file = m_file_of_entry[index];
       m_out.kept_files[file] = true;
-      m_out.kept_stamps[file] = FileStamp::of(st);
+      m_out.kept_stamps[file] = st;
       return Outcome::kept;
     }
     const std::string trash_name = std::to_string(m_out.moved_out);
@@ -171,12 +172,38 @@ private:
     return Outcome::moved_out;
   }
 
-  bool unchanged(const ManifestEntry& e, const WrittenFile* it, const struct stat& st) const
+  // The lstat of `name` in `dir_fd` (`prefix` beneath the root): from the snapshot if it has it,
+  // else asked now. False with errno set if it cannot be stat'ed.
+  bool stat_of(int dir_fd, const std::string& prefix, const char* name, FileStamp& out)
+  {
+    if (m_snapshot != nullptr) {
+      m_path.assign(prefix);
+      if (!m_path.empty()) {
+        m_path.push_back('/');
+      }
+      m_path.append(name);
+      const auto& entries = m_snapshot->entries;
+      const auto it = std::lower_bound(entries.begin(), entries.end(), m_path,
+                                       [](const std::pair<std::string, FileStamp>& e,
+                                          const std::string& p) { return e.first < p; });
+      if (it != entries.end() && it->first == m_path) {
+        out = it->second;
+        return true;
+      }
+    }
+    struct stat st {};
+    if (::fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      return false;
+    }
+    out = FileStamp::of(st);
+    return true;
+  }
+
+  bool unchanged(const ManifestEntry& e, const WrittenFile* it, const FileStamp& now) const
   {
     if (it == nullptr) {
       return false;
     }
-    const FileStamp now = FileStamp::of(st);
     const mode_t want_mode = S_IFREG | (e.executable ? 0755 : 0644);
     return now == it->stamp && it->hash == e.hash && now.size == e.size && now.nlink == 1 &&
            now.mode == want_mode && now.mtime.tv_sec == e.mtime_s &&
@@ -188,6 +215,8 @@ private:
   const ReusableTree& m_previous;
   int m_trash_fd;
   const std::vector<std::string>& m_leave_alone;
+  const TreeSnapshot* m_snapshot;
+  std::string m_path;                                // scratch: the path looked up in the snapshot
   std::vector<std::size_t> m_file_of_entry;          // by entry index
   std::vector<const WrittenFile*> m_record_of_entry; // by entry index, or null
   Reconciled m_out;
@@ -205,10 +234,83 @@ timespec seal_tree(int root_fd)
   return st.st_ctim;
 }
 
-Reconciled reconcile_tree(int root_fd, const Manifest& manifest, const ReusableTree& previous,
-                          int trash_fd, const std::vector<std::string>& leave_alone)
+namespace {
+
+class Snapshotter {
+public:
+  Snapshotter(const std::vector<std::string>& leave_alone, std::size_t max_entries,
+              const std::atomic<bool>* stop)
+      : m_leave_alone(leave_alone), m_max_entries(max_entries), m_stop(stop)
+  {
+  }
+
+  // False if the tree holds more than max_entries.
+  bool walk(DirListing& listing, const std::string& prefix)
+  {
+    if (!listing.ok()) {
+      if (prefix.empty()) {
+        throw std::system_error(errno, std::generic_category(), "cannot list the job dir");
+      }
+      return true; // unreadable: the reconcile stats and moves it out itself
+    }
+    while (const std::optional<std::string_view> next = listing.next()) {
+      if (m_stop != nullptr && m_stop->load(std::memory_order_relaxed)) {
+        return true; // what it has is still of use
+      }
+      const std::string_view name = *next;
+      if (prefix.empty() &&
+          std::find(m_leave_alone.begin(), m_leave_alone.end(), name) != m_leave_alone.end()) {
+        continue;
+      }
+      struct stat st {};
+      if (::fstatat(listing.fd(), name.data(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        continue; // gone meanwhile: the reconcile sees it or not
+      }
+      if (entries.size() == m_max_entries) {
+        return false;
+      }
+      std::string path = prefix.empty() ? std::string(name) : prefix + "/" + std::string(name);
+      entries.emplace_back(path, FileStamp::of(st));
+      if (S_ISDIR(st.st_mode)) {
+        DirListing sub(UniqueFd(
+            ::openat(listing.fd(), name.data(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)));
+        if (!walk(sub, path)) {
+          return false;
+        }
+      }
+    }
+    return true;
+  }
+
+  std::vector<std::pair<std::string, FileStamp>> entries;
+
+private:
+  const std::vector<std::string>& m_leave_alone;
+  std::size_t m_max_entries;
+  const std::atomic<bool>* m_stop;
+};
+
+} // namespace
+
+std::optional<TreeSnapshot> snapshot_tree(int root_fd, const std::vector<std::string>& leave_alone,
+                                          std::size_t max_entries, const std::atomic<bool>* stop)
 {
-  return Reconciler(manifest, previous, trash_fd, leave_alone).run(root_fd);
+  Snapshotter snapshotter(leave_alone, max_entries, stop);
+  DirListing root(root_fd);
+  if (!snapshotter.walk(root, "")) {
+    return std::nullopt;
+  }
+  TreeSnapshot snapshot{std::move(snapshotter.entries)};
+  std::sort(snapshot.entries.begin(), snapshot.entries.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  return snapshot;
+}
+
+Reconciled reconcile_tree(int root_fd, const Manifest& manifest, const ReusableTree& previous,
+                          int trash_fd, const std::vector<std::string>& leave_alone,
+                          const TreeSnapshot* snapshot)
+{
+  return Reconciler(manifest, previous, trash_fd, leave_alone, snapshot).run(root_fd);
 }
 
 } // namespace dc

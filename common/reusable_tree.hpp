@@ -13,10 +13,13 @@
 #include "common/file_stamp.hpp"
 #include "common/manifest.hpp"
 
+#include <atomic>
 #include <cstdint>
 #include <ctime>
+#include <optional>
 #include <string>
 #include <sys/stat.h>
+#include <utility>
 #include <vector>
 
 namespace dc {
@@ -47,15 +50,34 @@ struct Reconciled {
   std::uint64_t moved_out = 0; // entries moved to the trash
 };
 
+// Every entry beneath a root with its lstat, taken ahead of reconcile_tree so the stats need not
+// wait for the manifest (the worker takes it while the master still scans its files). Sorted by
+// path.
+struct TreeSnapshot {
+  std::vector<std::pair<std::string, FileStamp>> entries;
+};
+
+// Walks the tree beneath `root_fd` without following symlinks (top-level names in `leave_alone`
+// and unreadable directories not entered) and lstats every entry. Once `stop` (if given) is set,
+// returns the entries it has so far: a part is still of use, reconcile_tree stats the rest.
+// Returns nullopt if the tree holds more than `max_entries` entries. Throws std::system_error if
+// the root cannot be listed.
+std::optional<TreeSnapshot> snapshot_tree(int root_fd, const std::vector<std::string>& leave_alone,
+                                          std::size_t max_entries,
+                                          const std::atomic<bool>* stop = nullptr);
+
 // Makes the tree beneath `root_fd` a subset of `manifest`: walks it without following symlinks,
 // keeps the manifest's directories (made 0755 so files can be written into them) and the files
 // whose stat still equals `previous`'s record with the hash, size, executable bit and mtime the
 // manifest wants, and moves everything else (files the job changed or made, symlinks, sockets,
 // directories the manifest lacks, unreadable directories) into `trash_fd` (a directory on the
 // same filesystem the caller removes later) under fresh names. Top-level names in `leave_alone`
-// are not touched. Throws std::system_error if the tree cannot be read or an entry cannot be
+// are not touched. With `snapshot`, an entry it holds is judged by its stat there (taken after the
+// tree became this job's, so a change since is one a fresh dir would not show either); others
+// are stat'ed now. Throws std::system_error if the tree cannot be read or an entry cannot be
 // moved; the tree may then be half reconciled.
 Reconciled reconcile_tree(int root_fd, const Manifest& manifest, const ReusableTree& previous,
-                          int trash_fd, const std::vector<std::string>& leave_alone);
+                          int trash_fd, const std::vector<std::string>& leave_alone,
+                          const TreeSnapshot* snapshot = nullptr);
 
 } // namespace dc

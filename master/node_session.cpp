@@ -3,6 +3,7 @@
 #include "common/bundle_writer.hpp"
 #include "common/handshake.hpp"
 #include "common/log.hpp"
+#include "master/bundle_scan.hpp"
 #include "master/connect.hpp"
 #include "master/results_dir.hpp"
 #include "master/safe_file_name.hpp"
@@ -16,6 +17,8 @@ constexpr auto k_ping_interval = 15s; // the worker closes idle sessions after 6
 constexpr auto k_idle_limit = 60s;    // nothing at all from the worker for this long: lost
 constexpr auto k_cancel_limit = 12s;  // worker's kill grace (5 s) plus margin
 constexpr auto k_bye_limit = 5s;
+
+struct ScanFailed {}; // the --send scan failed while this node connected
 
 } // namespace
 
@@ -106,6 +109,11 @@ awaitable<NodeResult> NodeSession::run(std::function<void()> uploaded)
   try {
     co_await connect();
     m_result.connect = lap();
+    co_await wait_for_scan();
+    if (m_plan.scan != nullptr && m_plan.scan->failure()) {
+      throw ScanFailed{};
+    }
+    lap(); // waiting for the scan is neither connecting nor uploading
     m_view.node_connected(m_peer.index);
     m_phase = Phase::uploading;
     if (m_plan.bundle) {
@@ -143,6 +151,8 @@ awaitable<NodeResult> NodeSession::run(std::function<void()> uploaded)
     // what it sent.
     m_router.node_ended(std::uint32_t(m_peer.index));
     co_await say_bye();
+  } catch (const ScanFailed&) {
+    m_result.state = NodeState::cancelled; // never shown: run() rethrows the scan's failure
   } catch (const HandshakeError& e) {
     m_result.state = NodeState::rejected;
     m_result.detail = e.what();
@@ -211,7 +221,22 @@ awaitable<NodeResult> NodeSession::run(std::function<void()> uploaded)
     m_deadline.reset();
     m_channel->close();
   }
+  // No result before the scan is done: if it fails, no node is reported at all.
+  co_await wait_for_scan();
+  if (m_plan.scan != nullptr && m_plan.scan->failure()) {
+    std::rethrow_exception(m_plan.scan->failure());
+  }
   co_return m_result;
+}
+
+awaitable<void> NodeSession::wait_for_scan()
+{
+  while (m_plan.scan != nullptr && !m_plan.scan->done()) {
+    co_await m_plan.scan->wait(k_ping_interval);
+    if (m_deadline) {
+      arm(k_idle_limit); // a long scan is no sign of a silent worker (the pinger keeps it)
+    }
+  }
 }
 
 void NodeSession::upload_ended()
@@ -241,6 +266,7 @@ awaitable<void> NodeSession::connect()
   hello.client = std::string("distcomp master ") + DC_VERSION;
   hello.name = m_peer.label;
   hello.keep = m_plan.options.keep;
+  hello.bundle = !m_plan.options.send.empty();
   const Welcome welcome = co_await open_session(*m_channel, endpoints, m_plan.key, hello);
   m_result.kept_dir = welcome.job_dir;
   m_worker_has_stdin = std::find(welcome.features.begin(), welcome.features.end(), "stdin") !=

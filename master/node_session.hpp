@@ -34,6 +34,8 @@ private:
   enum class Phase { connecting, uploading, running, fetching, closing };
   struct Pinger;
 
+  // Returns once the --send scan is done (at once without --send).
+  awaitable<void> wait_for_scan();
   awaitable<void> connect();
   awaitable<void> upload();
   awaitable<bool> run_command(std::uint32_t id, const std::string& command); // false: stop

@@ -1,6 +1,7 @@
 #include "master/run.hpp"
 
 #include "common/log.hpp"
+#include "master/bundle_scan.hpp"
 #include "master/fanout.hpp"
 #include "master/node_selection.hpp"
 #include "master/output_view.hpp"
@@ -71,32 +72,14 @@ int run(const Options& options)
   std::vector<Peer> nodes = select_nodes(options); // before the key: a typo in -w is reported first
   const ClusterKey key = load_cluster_key(options.key_path, options.force);
   log_debug("key %s (key id %s)", key.path.c_str(), key_id_hex(key.key_id).c_str());
-  RunPlan plan{options, std::move(nodes), key,          nullptr,
-               nullptr, random_job_id(),  std::nullopt, nullptr};
+  RunPlan plan{options, std::move(nodes), key, nullptr, nullptr,
+               nullptr, random_job_id(),  {},  nullptr};
   if (options.stdin) {
     plan.stdin_bytes = read_stdin_once();
   }
   if (options.status) {
     return run_status(plan);
   }
-  if (!options.send.empty()) {
-    std::optional<HashCache> hashes;
-    if (options.hash_cache) {
-      hashes.emplace(default_hash_cache_path());
-    }
-    plan.bundle = std::make_unique<BundleSource>(
-        scan_sources(options.send, options.ignore, hashes ? &*hashes : nullptr));
-    if (hashes) {
-      log_debug("--send: %zu files read, %zu unchanged since the hash cache saw them",
-                plan.bundle->files_read, hashes->hits());
-      hashes->save();
-    }
-    if (plan.bundle->ignored > 0) {
-      log_debug("--send: %zu entries left out by ignore rules", plan.bundle->ignored);
-    }
-    plan.blobs = std::make_unique<BlobCompressor>(*plan.bundle);
-  }
-
   const auto started = Clock::now();
   asio::io_context ctx(1);
   Printer printer(ctx.get_executor());
@@ -108,11 +91,21 @@ int run(const Options& options)
   }
   const std::unique_ptr<OutputView> view = make_output_view(options, printer, labels);
   std::unique_ptr<UploadProgress> progress;
-  if (plan.bundle && options.progress.value_or(::isatty(2) == 1)) {
+  if (!options.send.empty() && options.progress.value_or(::isatty(2) == 1)) {
     progress = std::make_unique<UploadProgress>(printer, plan.peers.size());
     plan.progress = progress.get();
   }
   Fanout fanout(plan, *view);
+  // The files are scanned while the nodes connect. What cannot be sent stops every node before
+  // anything is shown or run, and is reported like any other bad argument.
+  std::optional<BundleScan> scan;
+  if (!options.send.empty()) {
+    scan.emplace(ctx.get_executor(), plan, [&fanout] {
+      fanout.interrupt();
+      fanout.interrupt(); // close connections still being made, too
+    });
+    plan.scan = &*scan;
+  }
 
   asio::signal_set signals(ctx, SIGINT, SIGTERM);
   std::function<void(std::error_code, int)> on_signal = [&](std::error_code ec, int) {
@@ -144,7 +137,7 @@ int run(const Options& options)
   bool failed = false;
   asio::co_spawn(ctx, run_all(), [&](std::exception_ptr e) {
     signals.cancel();
-    if (e) {
+    if (e && !(scan && scan->failure())) {
       try {
         std::rethrow_exception(e);
       } catch (const std::exception& ex) {
@@ -154,6 +147,9 @@ int run(const Options& options)
     }
   });
   ctx.run();
+  if (scan && scan->failure()) {
+    std::rethrow_exception(scan->failure());
+  }
   if (progress) {
     progress->finish();
   }

@@ -14,12 +14,15 @@
 
 namespace dc::master {
 
+class BundleScan;
+
 struct RunPlan {
   const Options& options;
   std::vector<Peer> peers;
   const ClusterKey& key;
-  std::unique_ptr<BundleSource> bundle;   // null without --send
+  std::unique_ptr<BundleSource> bundle;   // null without --send, and until the scan is done
   std::unique_ptr<BlobCompressor> blobs;  // compresses each blob once for every node
+  BundleScan* scan = nullptr;             // with --send: sets bundle and blobs when done
   std::string job_id;                     // DISTCOMP_JOB_ID, random per run
   std::optional<std::string> stdin_bytes; // --stdin: given to every command
   UploadProgress* progress = nullptr;     // the progress bar, when shown

@@ -14,6 +14,8 @@
 #include <cstring>
 #include <deque>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <utility>
@@ -226,6 +228,26 @@ awaitable<void> Session::on_hello(const Record& record)
   }
   m_job_marker = "DISTCOMP_JOB_SESSION=" + m_channel.session_id();
   log_info("%s: authenticated", m_label.c_str());
+  if (hello.bundle) {
+    // The master is still scanning its files: take the last job dir now and stat it on another
+    // thread meanwhile, so the reconcile at MANIFEST_END need not wait for thousands of lstats.
+    // The dir has this job's fresh name already; a change made to it after the snapshot is one
+    // a fresh dir would not show either.
+    adopt_parked_dir();
+    if (m_previous) {
+      UniqueFd dir(fcntl(m_job_fd, F_DUPFD_CLOEXEC, 0));
+      if (dir.get() >= 0) {
+        m_snapshot_stop = std::make_shared<std::atomic<bool>>(false);
+        m_snapshot = std::async(std::launch::async, [dir = std::move(dir), stop = m_snapshot_stop] {
+          // Only on otherwise idle CPU: the master's scan, or other jobs, come first. Whatever it
+          // has not done when the manifest is in, the reconcile does.
+          const sched_param idle{};
+          pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle);
+          return snapshot_tree(dir.get(), {".tmp"}, 2 * k_max_reused_files, stop.get());
+        });
+      }
+    }
+  }
 
   Welcome welcome;
   welcome.worker = m_state.facts.value("hostname", "");
@@ -344,6 +366,7 @@ awaitable<void> Session::on_bundle_record(const Record& record)
       if (m_bundle_stage != BundleStage::manifest || !record.body.empty()) {
         throw wrong_state();
       }
+      take_snapshot();
       const Bytes want = m_bundle->end_manifest();
       m_previous.reset();
       drop_trash();
@@ -403,6 +426,7 @@ awaitable<void> Session::on_bundle_record(const Record& record)
   }
   if (refusal) {
     m_bundle.reset();
+    wait_snapshot();
     m_previous.reset();
     drop_trash();
     co_await send_error(refusal->code, refusal->msg, true, refusal->ref);
@@ -463,6 +487,10 @@ awaitable<void> Session::on_run(const Record& record)
   if (m_bundle_stage == BundleStage::manifest || m_bundle_stage == BundleStage::blobs) {
     co_await send_error("protocol", "RUN during a bundle", true);
     throw ProtocolError("RUN during a bundle");
+  }
+  if (m_previous) { // adopted at HELLO: the last job's files are there until a bundle reconciles
+    co_await send_error("protocol", "RUN before the bundle HELLO announced", true);
+    throw ProtocolError("RUN before the bundle HELLO announced");
   }
   RunBody run;
   std::string bad_request;
@@ -542,7 +570,7 @@ awaitable<void> Session::on_fetch_record(const Record& record)
       const bool running = std::any_of(m_commands.begin(), m_commands.end(),
                                        [](const auto& c) { return !c.second->finished; });
       if (m_fetched || m_fetch || running || m_bundle_stage == BundleStage::manifest ||
-          m_bundle_stage == BundleStage::blobs) {
+          m_bundle_stage == BundleStage::blobs || m_previous) {
         throw refuse("out of order");
       }
       m_fetched = true;
@@ -1025,6 +1053,7 @@ awaitable<void> Session::finish(const std::string& why)
   if (!m_stop_reason.empty() && m_authenticated) {
     co_await send_error("shutdown", m_stop_reason, true);
   }
+  wait_snapshot();
   drop_trash();
   std::optional<Workdir::Parked> parked = parkable();
   if (m_job_fd >= 0) {
@@ -1056,6 +1085,9 @@ awaitable<void> Session::finish(const std::string& why)
 
 void Session::adopt_parked_dir()
 {
+  if (std::exchange(m_adopt_tried, true)) {
+    return; // at HELLO already: another dir parked since then is the next session's
+  }
   if (m_state.cache == nullptr || m_keep) {
     return; // --no-cache: every bundle is written whole; --keep: a dir of its own
   }
@@ -1114,6 +1146,34 @@ void Session::adopt_parked_dir()
   m_previous = std::move(parked->tree);
   m_trash = std::move(trash);
   m_trash_fd = trash_fd.release();
+}
+
+void Session::take_snapshot()
+{
+  if (!m_snapshot.valid()) {
+    return;
+  }
+  m_snapshot_stop->store(true);
+  try {
+    std::optional<TreeSnapshot> snapshot = m_snapshot.get();
+    log_debug("%s: %zu entries of the last job dir stat'ed ahead of the manifest", m_label.c_str(),
+              snapshot ? snapshot->entries.size() : std::size_t{0});
+    if (snapshot && m_bundle && m_previous) {
+      m_bundle->use_snapshot(std::move(*snapshot));
+    }
+  } catch (const std::exception& e) {
+    log_debug("%s: no snapshot of the last job dir (%s); the reconcile stats it", m_label.c_str(),
+              e.what());
+  }
+}
+
+void Session::wait_snapshot()
+{
+  if (m_snapshot.valid()) {
+    m_snapshot_stop->store(true);
+    m_snapshot.wait(); // its thread reads the job dir: done before the dir goes anywhere
+    m_snapshot = {};
+  }
 }
 
 void Session::drop_trash()

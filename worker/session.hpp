@@ -13,6 +13,7 @@
 #include "worker/workdir.hpp"
 
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <optional>
@@ -91,6 +92,8 @@ private:
   // Job dir reuse (common/reusable_tree.hpp): at BUNDLE_BEGIN the parked dir of an earlier job
   // takes the place of the fresh one; after the job, this one is parked in turn.
   void adopt_parked_dir();
+  void take_snapshot(); // hands the snapshot, once taken, to the bundle writer
+  void wait_snapshot(); // lets the snapshot thread finish
   void drop_trash();
   std::optional<Workdir::Parked> parkable();
 
@@ -105,8 +108,12 @@ private:
   int m_job_fd = -1;
   BundleStage m_bundle_stage = BundleStage::none;
   std::unique_ptr<BundleWriter> m_bundle;
+  bool m_adopt_tried = false;             // one parked dir per session at most
   std::optional<ReusableTree> m_previous; // the adopted dir's files, until the manifest is in
-  std::string m_trash;                    // where the writer moves what it does not keep
+  // The adopted dir's stats, taken on a thread of their own from HELLO on (see on_hello).
+  std::future<std::optional<TreeSnapshot>> m_snapshot;
+  std::shared_ptr<std::atomic<bool>> m_snapshot_stop; // set: the snapshot ends with what it has
+  std::string m_trash; // where the writer moves what it does not keep
   int m_trash_fd = -1;
   std::optional<ReusableTree> m_written; // this job's bundle as written, to park afterwards
   Clock::time_point m_bundle_started;

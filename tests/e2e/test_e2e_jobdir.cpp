@@ -1,7 +1,9 @@
 // End-to-end: job directories (removed, --keep, left by a crash, one worker per workdir) and
 // several masters sharing one worker.
 
+#include "common/messages.hpp"
 #include "tests/support/processes.hpp"
+#include "tests/support/raw_client.hpp"
 
 #include <doctest/doctest.h>
 
@@ -202,6 +204,8 @@ TEST_CASE("e2e: jobdir: the next job with files reuses the last job dir yet sees
   REQUIRE(kept.size() == 2);
   CHECK(kept[0] == 0);
   CHECK(kept[1] > 0);
+  // The master said a bundle would follow: the worker stat'ed the dir while the master scanned.
+  CHECK(contains(c[0].log(), "of the last job dir stat'ed ahead of the manifest"));
 
   // A fresh dir (--keep never reuses) holds exactly the same: nothing of the first job is left.
   const MasterRun fresh = c.run({"--keep", "--send", src + "/", "--cmd",
@@ -256,4 +260,38 @@ TEST_CASE("e2e: jobdir: a dir that an escaped process of the job still works in 
   CHECK(run.has_stdout_line(label + "alpha"));
   CHECK_FALSE(contains(c[0].log(), "1 of them kept in place"));
   ::kill(bg, SIGKILL);
+}
+
+TEST_CASE("e2e: jobdir: a RUN after a HELLO that announced a bundle, but before it, is refused")
+{
+  WorkerConfig config;
+  config.extra = {"--verbose"};
+  Cluster c(1, config);
+  write_file(c.dir / "src/secret.txt", "the last job's file\n");
+  REQUIRE(c.run({"--send", c.dir / "src/", "--cmd", "true"}).exit_code == 0); // parks its dir
+  CHECK(wait_until([&] { return contains(c[0].log(), ": closed"); }));
+
+  // HELLO says a bundle follows, so the worker takes the last job dir at once; a RUN instead of
+  // the bundle must not run in it.
+  RawClient client(c[0].address(), c.key);
+  client.handshake();
+  dc::Hello hello;
+  hello.client = "distcomp raw test client";
+  hello.name = "no-bundle";
+  hello.bundle = true;
+  client.hello(hello);
+  const std::string marker = c.dir / "ran";
+  dc::RunBody body;
+  body.id = 1;
+  body.sh = "cat secret.txt > '" + marker + "'";
+  client.send_json(dc::RecordType::run, dc::to_json(body));
+  const UntilClosed end = client.until_closed();
+  CHECK(end.closed);
+  CHECK(end.first_error_code() == "protocol");
+  CHECK_FALSE(exists(marker));
+
+  // The next job with files is written as always.
+  const MasterRun run = c.run({"--send", c.dir / "src/", "--cmd", "cat secret.txt"});
+  CHECK(run.exit_code == 0);
+  CHECK(run.has_stdout_line(c[0].address() + " | the last job's file"));
 }

@@ -5,6 +5,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -86,9 +87,14 @@ TEST_CASE("e2e: send: a symlink in the tree is exit 2 listing its path and nothi
   Cluster c(1);
   const std::string src = make_tree(c.dir);
   REQUIRE(symlink("a.txt", (src + "/sub/link-to-a").c_str()) == 0);
-  const MasterRun run = c.run({"--send", src + "/", "--cmd", "echo ran"});
+  const std::string marker = c.dir / "ran";
+  // The nodes connect while the files are scanned: the refusal must stop them before any view
+  // shows a node (--json would print an event per node) and before anything runs.
+  const MasterRun run =
+      c.run({"--json", "--send", src + "/", "--cmd", "echo ran; touch '" + marker + "'"});
   CHECK(run.exit_code == 2);
   CHECK(run.err.find("sub/link-to-a") != std::string::npos);
   CHECK(run.out.empty());
-  CHECK(c[0].log().find("authenticated") == std::string::npos); // never even connected a session
+  CHECK(std::count(run.err.begin(), run.err.end(), '\n') == 1); // the one line that says why
+  CHECK_FALSE(exists(marker));
 }

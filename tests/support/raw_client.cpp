@@ -153,6 +153,11 @@ Welcome RawClient::hello(const std::string& name)
   Hello h;
   h.client = "distcomp raw test client";
   h.name = name;
+  return hello(h);
+}
+
+Welcome RawClient::hello(const Hello& h)
+{
   send_json(RecordType::hello, to_json(h));
   const Received r = receive();
   if (!r.is(RecordType::welcome)) {

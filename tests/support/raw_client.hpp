@@ -64,6 +64,8 @@ public:
   void handshake(std::chrono::milliseconds timeout = std::chrono::seconds(5));
   // Sends HELLO and waits for WELCOME. Throws std::runtime_error if anything else comes.
   Welcome hello(const std::string& name = "raw-client");
+  // Same with a HELLO the test fills in (keep, bundle, ...).
+  Welcome hello(const Hello& hello);
 
   // Encrypts and sends one record of any type byte (unknown ones included). Throws
   // std::system_error once the connection failed.

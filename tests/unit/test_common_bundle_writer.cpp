@@ -1038,6 +1038,13 @@ TEST_CASE("bundle writer: reuse: unchanged files stay, everything a job did to t
   Trash trash;
   dc::BundleWriter writer(box.root_fd(), begin_of(s), {});
   writer.reuse_tree(tree, trash.fd, {".tmp"});
+  SUBCASE("stats taken by the reconcile") {}
+  SUBCASE("stats from a snapshot taken before the manifest arrived")
+  {
+    std::optional<dc::TreeSnapshot> snapshot = dc::snapshot_tree(box.root_fd(), {".tmp"}, 1000);
+    REQUIRE(snapshot);
+    writer.use_snapshot(std::move(*snapshot));
+  }
   dc::Bytes want;
   const dc::BundleStats stats = transfer(writer, s, dc::k_max_bundle_slice, &want);
   // files in manifest order: a.txt b.txt c.txt d.txt run.sh sub/deep/f.txt sub/e.txt twin.txt
@@ -1109,4 +1116,42 @@ TEST_CASE("bundle writer: reuse: files not older than the seal and files with an
     CHECK(read_file(box.dst("sub/e.txt")) == "ECHO\n");
   }
   box.check_outside_untouched();
+}
+
+TEST_CASE("bundle writer: reuse: a snapshot lists the tree without following links, and what it "
+          "lacks is stat'ed at the reconcile")
+{
+  Sandbox box;
+  make_reuse_tree(box);
+  const dc::BundleSource s = dc::scan_sources({box.src() + "/"});
+  const dc::ReusableTree tree = write_reusable(box, s);
+  REQUIRE(::mkdir(box.dst(".tmp").c_str(), 0700) == 0);
+  write_file(box.dst(".tmp/scratch"), "scratch\n");
+  REQUIRE(::symlink(box.outside().c_str(), box.dst("sub/out").c_str()) == 0);
+  REQUIRE(::unlink(box.dst("a.txt").c_str()) == 0);
+
+  std::optional<dc::TreeSnapshot> snapshot = dc::snapshot_tree(box.root_fd(), {".tmp"}, 1000);
+  REQUIRE(snapshot);
+  std::vector<std::string> paths;
+  for (const auto& [path, stamp] : snapshot->entries) {
+    paths.push_back(path);
+  }
+  CHECK(paths == std::vector<std::string>{"b.txt", "c.txt", "d.txt", "run.sh", "sub", "sub/deep",
+                                          "sub/deep/f.txt", "sub/e.txt", "sub/out", "twin.txt"});
+  CHECK(S_ISLNK(snapshot->entries[8].second.mode)); // the link itself, not what it points to
+  CHECK_FALSE(dc::snapshot_tree(box.root_fd(), {".tmp"}, 9).has_value()); // over the cap
+
+  // a.txt comes back after the snapshot with its old bytes: not in the snapshot, so the reconcile
+  // stats it, sees another inode than the one recorded and writes it again.
+  write_file(box.dst("a.txt"), "content of a.txt\n");
+  Trash trash;
+  dc::BundleWriter writer(box.root_fd(), begin_of(s), {});
+  writer.reuse_tree(tree, trash.fd, {".tmp"});
+  writer.use_snapshot(std::move(*snapshot));
+  dc::Bytes want;
+  const dc::BundleStats stats = transfer(writer, s, dc::k_max_bundle_slice, &want);
+  CHECK(want == dc::Bytes{0b0000'0001}); // a.txt only
+  CHECK(stats.kept == 7);
+  CHECK_FALSE(fs::is_symlink(box.dst("sub/out")));
+  CHECK_FALSE(fs::exists(box.dst("sub/out")));
 }

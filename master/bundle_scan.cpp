@@ -1,0 +1,75 @@
+#include "master/bundle_scan.hpp"
+
+#include "common/log.hpp"
+
+#include <algorithm>
+#include <utility>
+
+namespace dc::master {
+
+BundleScan::BundleScan(const asio::any_io_executor& ex, RunPlan& plan,
+                       std::function<void()> on_failure)
+    : m_plan(plan), m_on_failure(std::move(on_failure)),
+      m_work(asio::prefer(ex, asio::execution::outstanding_work.tracked))
+{
+  // Everything the thread touches is its own until the result is posted to the io thread.
+  m_thread = std::thread([this, options = &plan.options] {
+    try {
+      std::optional<HashCache> hashes;
+      if (options->hash_cache) {
+        hashes.emplace(default_hash_cache_path());
+      }
+      auto bundle = std::make_unique<BundleSource>(
+          scan_sources(options->send, options->ignore, hashes ? &*hashes : nullptr));
+      if (hashes) {
+        log_debug("--send: %zu files read, %zu unchanged since the hash cache saw them",
+                  bundle->files_read, hashes->hits());
+        hashes->save();
+      }
+      if (bundle->ignored > 0) {
+        log_debug("--send: %zu entries left out by ignore rules", bundle->ignored);
+      }
+      auto blobs = std::make_unique<BlobCompressor>(*bundle);
+      asio::post(m_work, [this, bundle = std::move(bundle), blobs = std::move(blobs)]() mutable {
+        m_plan.bundle = std::move(bundle);
+        m_plan.blobs = std::move(blobs);
+        finished(nullptr);
+      });
+    } catch (...) {
+      asio::post(m_work, [this, failure = std::current_exception()] { finished(failure); });
+    }
+  });
+}
+
+BundleScan::~BundleScan()
+{
+  if (m_thread.joinable()) {
+    m_thread.join();
+  }
+}
+
+void BundleScan::finished(std::exception_ptr failure)
+{
+  m_done = true;
+  m_failure = std::move(failure);
+  for (asio::steady_timer* waiter : m_waiters) {
+    waiter->cancel();
+  }
+  if (m_failure && m_on_failure) {
+    m_on_failure();
+  }
+  m_work = asio::any_io_executor(); // the io_context may run out of work now
+}
+
+awaitable<void> BundleScan::wait(Clock::duration at_most)
+{
+  if (m_done) {
+    co_return;
+  }
+  asio::steady_timer timer(co_await asio::this_coro::executor, at_most);
+  m_waiters.push_back(&timer);
+  co_await timer.async_wait(as_tuple(use_awaitable));
+  m_waiters.erase(std::find(m_waiters.begin(), m_waiters.end(), &timer));
+}
+
+} // namespace dc::master
