@@ -188,6 +188,9 @@ Manifest decode_manifest(ByteView raw, const BundleLimits& limits)
       throw BundleError("bad_bundle", "manifest: truncated (too short for its entry count)");
     }
     m.entries.reserve(entries);
+    // The parent directory most recently found (an entry of m.entries, which does not move
+    // while reserved): SIZE_MAX for none.
+    std::size_t last_parent_index = SIZE_MAX;
     std::uint64_t file_index = 0;
     std::uint64_t total = 0;
     for (std::uint32_t i = 0; i < entries; ++i) {
@@ -213,6 +216,9 @@ Manifest decode_manifest(ByteView raw, const BundleLimits& limits)
       const auto path_len = r.get_be<std::uint16_t>();
       e.path = std::string(as_chars(r.take(path_len)));
       validate_bundle_path(e.path, ref);
+      const std::string_view last_parent =
+          last_parent_index == SIZE_MAX ? std::string_view()
+                                        : std::string_view(m.entries[last_parent_index].path);
       if (!m.entries.empty()) {
         const std::string& previous = m.entries.back().path;
         if (previous == e.path) {
@@ -223,9 +229,10 @@ Manifest decode_manifest(ByteView raw, const BundleLimits& limits)
         }
       }
       const std::string_view parent = bundle_parent(e.path);
-      if (!parent.empty()) {
+      if (!parent.empty() && parent != last_parent) {
         // The entries so far are sorted and the parent sorts before its child: binary search,
-        // O(log n) with no extra memory and no hash table an attacker could flood.
+        // O(log n) with no extra memory and no hash table an attacker could flood. Siblings
+        // mostly follow each other: the last parent found is checked first.
         const auto it = std::lower_bound(m.entries.begin(), m.entries.end(), parent,
                                          [](const ManifestEntry& a, std::string_view b) {
                                            return std::string_view(a.path) < b;
@@ -237,6 +244,7 @@ Manifest decode_manifest(ByteView raw, const BundleLimits& limits)
         if (it->kind != EntryKind::dir) {
           bad_path("parent is a file", e.path, ref);
         }
+        last_parent_index = static_cast<std::size_t>(it - m.entries.begin());
       }
       if (e.kind == EntryKind::file) {
         if (++file_index > files) {

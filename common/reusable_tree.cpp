@@ -63,6 +63,11 @@ public:
 
 private:
   using Child = std::pair<std::string_view, std::size_t>; // name, entry index
+  using SnapshotEntry = std::vector<std::pair<std::string, FileStamp>>::const_iterator;
+  struct SnapshotRange {
+    SnapshotEntry begin, end; // empty without a snapshot
+    std::size_t skip = 0;     // length of "dir/" in their paths
+  };
 
   enum class Outcome { kept, moved_out, gone };
 
@@ -85,6 +90,20 @@ private:
       fail("cannot list", prefix);
     }
     const int dir_fd = listing.fd();
+    // The snapshot's entries beneath it (all of them for the root): its children are there.
+    SnapshotRange snap{};
+    if (m_snapshot != nullptr) {
+      const auto& all = m_snapshot->entries;
+      const auto below = [](const std::pair<std::string, FileStamp>& e, const std::string& p) {
+        return e.first < p;
+      };
+      snap.begin = prefix.empty() ? all.begin()
+                                  : std::lower_bound(all.begin(), all.end(), prefix + "/", below);
+      snap.end = prefix.empty() ? all.end()
+                                : std::lower_bound(snap.begin, all.end(), prefix + "0",
+                                                   below); // '0' follows '/'
+      snap.skip = skip;
+    }
     std::size_t kept = 0;
     bool moved_out = false;
     // Entries are renamed out while the listing runs; a name returned again is passed over below.
@@ -107,18 +126,18 @@ private:
       const bool in_manifest = child != children.end() && child->first == name;
       // name views the whole NUL-terminated d_name: data() is a C string.
       const Outcome outcome =
-          visit(dir_fd, prefix, name.data(), in_manifest ? child->second : SIZE_MAX, hi);
+          visit(dir_fd, prefix, snap, name.data(), in_manifest ? child->second : SIZE_MAX, hi);
       kept += outcome == Outcome::kept ? 1 : 0;
       moved_out = moved_out || outcome == Outcome::moved_out;
     }
   }
 
-  Outcome visit(int dir_fd, const std::string& prefix, const char* name, std::size_t index,
-                std::size_t hi)
+  Outcome visit(int dir_fd, const std::string& prefix, const SnapshotRange& snap, const char* name,
+                std::size_t index, std::size_t hi)
   {
     const auto path = [&] { return prefix.empty() ? std::string(name) : prefix + "/" + name; };
     FileStamp st;
-    if (index != SIZE_MAX && !stat_of(dir_fd, prefix, name, st)) {
+    if (index != SIZE_MAX && !stat_of(dir_fd, snap, name, st)) {
       if (errno == ENOENT) {
         return Outcome::gone; // moved out already (returned again by readdir)
       }
@@ -172,27 +191,22 @@ private:
     return Outcome::moved_out;
   }
 
-  // The lstat of `name` in `dir_fd` (`prefix` beneath the root): from the snapshot if it has it,
-  // else asked now. False with errno set if it cannot be stat'ed.
-  bool stat_of(int dir_fd, const std::string& prefix, const char* name, FileStamp& out)
+  // The lstat of `name` in `dir_fd`: from the snapshot (`snap`: its entries beneath that
+  // directory) if it has it, else asked now. False with errno set if it cannot be stat'ed.
+  bool stat_of(int dir_fd, const SnapshotRange& snap, std::string_view name, FileStamp& out)
   {
-    if (m_snapshot != nullptr) {
-      m_path.assign(prefix);
-      if (!m_path.empty()) {
-        m_path.push_back('/');
-      }
-      m_path.append(name);
-      const auto& entries = m_snapshot->entries;
-      const auto it = std::lower_bound(entries.begin(), entries.end(), m_path,
-                                       [](const std::pair<std::string, FileStamp>& e,
-                                          const std::string& p) { return e.first < p; });
-      if (it != entries.end() && it->first == m_path) {
-        out = it->second;
-        return true;
-      }
+    // Beneath one directory, full-path order is the order of what follows "dir/".
+    const auto it =
+        std::lower_bound(snap.begin, snap.end, name,
+                         [&](const std::pair<std::string, FileStamp>& e, std::string_view n) {
+                           return std::string_view(e.first).substr(snap.skip) < n;
+                         });
+    if (it != snap.end && std::string_view(it->first).substr(snap.skip) == name) {
+      out = it->second;
+      return true;
     }
     struct stat st {};
-    if (::fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (::fstatat(dir_fd, name.data(), &st, AT_SYMLINK_NOFOLLOW) != 0) { // name ends in NUL
       return false;
     }
     out = FileStamp::of(st);

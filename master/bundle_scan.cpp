@@ -24,7 +24,6 @@ BundleScan::BundleScan(const asio::any_io_executor& ex, RunPlan& plan,
       if (hashes) {
         log_debug("--send: %zu files read, %zu unchanged since the hash cache saw them",
                   bundle->files_read, hashes->hits());
-        hashes->save();
       }
       if (bundle->ignored > 0) {
         log_debug("--send: %zu entries left out by ignore rules", bundle->ignored);
@@ -35,6 +34,11 @@ BundleScan::BundleScan(const asio::any_io_executor& ex, RunPlan& plan,
         m_plan.blobs = std::move(blobs);
         finished(nullptr);
       });
+      // While the nodes upload: a replaced cache file costs a flush (ext4 writes out a file
+      // renamed over another). The destructor waits for it.
+      if (hashes) {
+        hashes->save();
+      }
     } catch (...) {
       asio::post(m_work, [this, failure = std::current_exception()] { finished(failure); });
     }

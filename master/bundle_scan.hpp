@@ -20,7 +20,7 @@ public:
   // exception the scan threw and calls `on_failure`; then wakes every waiter. Until then `ex`'s
   // io_context does not run out of work.
   BundleScan(const asio::any_io_executor& ex, RunPlan& plan, std::function<void()> on_failure);
-  ~BundleScan(); // joins the thread
+  ~BundleScan(); // joins the thread (which saves the hash cache after handing the result over)
   BundleScan(const BundleScan&) = delete;
   BundleScan& operator=(const BundleScan&) = delete;
 
