@@ -12,7 +12,9 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <stdexcept>
+#include <sys/mman.h>
 #include <unistd.h>
+#include <utility>
 #include <vector>
 
 namespace dc {
@@ -22,30 +24,25 @@ constexpr std::string_view k_magic = "DCMPHSH1";
 constexpr std::size_t k_max_file_bytes = std::size_t{64} << 20; // never more than a cache is worth
 constexpr std::size_t k_record_size = 8 + 8 + 8 + 8 + 4 + 8 + 4 + k_hash_size; // after the path
 
-// Reads the whole file into fresh, uninitialised memory (the kernel faults it in while copying;
-// zero-filling it first would touch every page twice).
-std::unique_ptr<std::uint8_t[]> read_whole(const std::string& path, std::size_t& size)
+// Maps the whole file (read-only, its pages mapped at once): no copy, no page faults one by one.
+// Only a process truncating the file in place could make reading the mapping fail, and save()
+// never does that (it renames a new file over the old one, which stays mapped as it was).
+HashCache::Mapping map_whole(const std::string& path)
 {
+  HashCache::Mapping m;
   const UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
   struct stat st {};
-  if (fd.get() < 0 || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) ||
+  if (fd.get() < 0 || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
       static_cast<std::uint64_t>(st.st_size) > k_max_file_bytes) {
-    return nullptr;
+    return m;
   }
-  size = static_cast<std::size_t>(st.st_size);
-  std::unique_ptr<std::uint8_t[]> out(new std::uint8_t[size + 1]);
-  std::size_t done = 0;
-  while (done < size) {
-    const ssize_t n = ::read(fd.get(), out.get() + done, size - done);
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n <= 0) {
-      return nullptr;
-    }
-    done += static_cast<std::size_t>(n);
+  void* addr = ::mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ,
+                      MAP_PRIVATE | MAP_POPULATE, fd.get(), 0);
+  if (addr != MAP_FAILED) {
+    m.data = static_cast<const std::uint8_t*>(addr);
+    m.size = static_cast<std::size_t>(st.st_size);
   }
-  return out;
+  return m;
 }
 
 } // namespace
@@ -59,6 +56,23 @@ std::string default_hash_cache_path()
     return std::string(home) + "/.cache/distcomp/hashes";
   }
   return {};
+}
+
+HashCache::Mapping::~Mapping()
+{
+  if (data != nullptr) {
+    ::munmap(const_cast<std::uint8_t*>(data), size);
+  }
+}
+
+HashCache::Mapping& HashCache::Mapping::operator=(Mapping&& other) noexcept
+{
+  if (this != &other) {
+    this->~Mapping();
+    data = std::exchange(other.data, nullptr);
+    size = std::exchange(other.size, 0);
+  }
+  return *this;
 }
 
 HashCache::Entry HashCache::entry_of(const FileStamp& st)
@@ -76,7 +90,7 @@ HashCache::Entry HashCache::entry_of(const FileStamp& st)
 
 HashCache::Entry HashCache::decode(const Loaded& l) const
 {
-  ByteReader r(ByteView(m_raw.get() + l.record, k_record_size));
+  ByteReader r(ByteView(m_raw.data + l.record, k_record_size));
   Entry e;
   e.dev = r.get_be<std::uint64_t>();
   e.ino = r.get_be<std::uint64_t>();
@@ -93,17 +107,16 @@ HashCache::Entry HashCache::decode(const Loaded& l) const
 HashCache::HashCache(std::string path, std::chrono::seconds racy_window)
     : m_path(std::move(path)), m_racy_window(racy_window)
 {
-  std::size_t size = 0;
   if (!m_path.empty()) {
-    m_raw = read_whole(m_path, size);
+    m_raw = map_whole(m_path);
   }
-  if (!m_raw || size < k_magic.size() ||
-      std::string_view(reinterpret_cast<const char*>(m_raw.get()), k_magic.size()) != k_magic) {
-    m_raw.reset();
+  if (m_raw.size < k_magic.size() ||
+      std::string_view(reinterpret_cast<const char*>(m_raw.data), k_magic.size()) != k_magic) {
+    m_raw = Mapping();
     return;
   }
   try {
-    const ByteView all(m_raw.get(), size);
+    const ByteView all(m_raw.data, m_raw.size);
     ByteReader r(all.subspan(k_magic.size()));
     while (r.remaining() > 0) {
       const auto len = r.get_be<std::uint16_t>();
@@ -127,7 +140,7 @@ HashCache::HashCache(std::string path, std::chrono::seconds racy_window)
     m_read = true;
   } catch (const std::exception&) {
     m_loaded.clear(); // damaged: start over
-    m_raw.reset();
+    m_raw = Mapping();
   }
 }
 

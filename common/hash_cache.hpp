@@ -16,7 +16,6 @@
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -45,6 +44,16 @@ public:
   std::size_t size() const { return m_loaded.size() - m_dropped + m_added.size(); }
   std::size_t hits() const { return m_hits; }
 
+  // A read-only mapping of the loaded file (none: data null).
+  struct Mapping {
+    const std::uint8_t* data = nullptr;
+    std::size_t size = 0;
+    Mapping() = default;
+    Mapping(Mapping&& other) noexcept { *this = std::move(other); }
+    Mapping& operator=(Mapping&& other) noexcept;
+    ~Mapping();
+  };
+
 private:
   struct Entry {
     std::uint64_t dev = 0, ino = 0, size = 0;
@@ -67,9 +76,9 @@ private:
 
   std::string m_path;
   std::chrono::seconds m_racy_window;
-  std::unique_ptr<std::uint8_t[]> m_raw; // the file as loaded (uninitialised: read() fills it)
-  std::vector<Loaded> m_loaded;          // sorted by path
-  std::size_t m_dropped = 0;             // entries of m_loaded dropped
+  Mapping m_raw;                                     // the file as loaded
+  std::vector<Loaded> m_loaded;                      // sorted by path
+  std::size_t m_dropped = 0;                         // entries of m_loaded dropped
   std::map<std::string, Entry, std::less<>> m_added; // remembered since loading (all used)
   mutable std::size_t m_hits = 0;
   bool m_read = false;    // the file was read whole: save() may find nothing to write

@@ -54,8 +54,7 @@ public:
 
   Reconciled run(int root_fd)
   {
-    DirListing root(root_fd); // a duplicate: the caller's fd stays where it is
-    walk(root, "", 0, m_manifest.entries.size());
+    walk(root_fd, UniqueFd(), "", 0, m_manifest.entries.size());
     std::sort(m_out.kept_dirs.begin(), m_out.kept_dirs.end());
     std::sort(m_out.settled_dirs.begin(), m_out.settled_dirs.end());
     return std::move(m_out);
@@ -74,7 +73,8 @@ private:
   // `prefix` is a directory of the manifest ("" = root) whose entries beneath it are [lo, hi).
   // Returns whether its own entries are already what the manifest wants: nothing moved out of it
   // and every child kept, so nothing will be added to or removed from it (its mtime stays).
-  bool walk(DirListing& listing, const std::string& prefix, std::size_t lo, std::size_t hi)
+  // `dir_fd` is the directory; `owned` holds it too unless it is the caller's root fd.
+  bool walk(int dir_fd, UniqueFd owned, const std::string& prefix, std::size_t lo, std::size_t hi)
   {
     // Its children in name order: beneath "P", sorted paths put the children "P/x" in the order
     // of x (grandchildren interleave and are skipped).
@@ -86,12 +86,9 @@ private:
         children.emplace_back(rest, i);
       }
     }
-    if (!listing.ok()) {
-      fail("cannot list", prefix);
-    }
-    const int dir_fd = listing.fd();
     // The snapshot's entries beneath it (all of them for the root): its children are there.
     SnapshotRange snap{};
+    bool listed = false; // the snapshot listed this directory whole
     if (m_snapshot != nullptr) {
       const auto& all = m_snapshot->entries;
       const auto below = [](const std::pair<std::string, FileStamp>& e, const std::string& p) {
@@ -99,13 +96,43 @@ private:
       };
       snap.begin = prefix.empty() ? all.begin()
                                   : std::lower_bound(all.begin(), all.end(), prefix + "/", below);
-      snap.end = prefix.empty() ? all.end()
-                                : std::lower_bound(snap.begin, all.end(), prefix + "0",
-                                                   below); // '0' follows '/'
+      snap.end =
+          prefix.empty() ? all.end() : std::lower_bound(snap.begin, all.end(), prefix + "0", below);
       snap.skip = skip;
+      listed = std::binary_search(m_snapshot->listed_dirs.begin(), m_snapshot->listed_dirs.end(),
+                                  prefix);
     }
     std::size_t kept = 0;
     bool moved_out = false;
+    const auto take = [&](std::string_view name) { // name views a NUL-terminated string
+      if (prefix.empty() &&
+          std::find(m_leave_alone.begin(), m_leave_alone.end(), name) != m_leave_alone.end()) {
+        return;
+      }
+      const auto child =
+          std::lower_bound(children.begin(), children.end(), name,
+                           [](const Child& c, std::string_view n) { return c.first < n; });
+      const bool in_manifest = child != children.end() && child->first == name;
+      const Outcome outcome =
+          visit(dir_fd, prefix, snap, name.data(), in_manifest ? child->second : SIZE_MAX, hi);
+      kept += outcome == Outcome::kept ? 1 : 0;
+      moved_out = moved_out || outcome == Outcome::moved_out;
+    };
+    if (listed) {
+      // Its names as the snapshot listed them: no listing again (a name made since is one a
+      // fresh dir would not show either).
+      for (auto it = snap.begin; it != snap.end; ++it) {
+        const std::string_view rest = std::string_view(it->first).substr(skip);
+        if (rest.find('/') == std::string_view::npos) {
+          take(rest);
+        }
+      }
+      return !moved_out && kept == children.size();
+    }
+    DirListing listing = owned.get() >= 0 ? DirListing(std::move(owned)) : DirListing(dir_fd);
+    if (!listing.ok()) {
+      fail("cannot list", prefix);
+    }
     // Entries are renamed out while the listing runs; a name returned again is passed over below.
     for (;;) {
       const std::optional<std::string_view> next = listing.next();
@@ -115,20 +142,7 @@ private:
         }
         return !moved_out && kept == children.size();
       }
-      const std::string_view name = *next;
-      if (prefix.empty() &&
-          std::find(m_leave_alone.begin(), m_leave_alone.end(), name) != m_leave_alone.end()) {
-        continue;
-      }
-      const auto child =
-          std::lower_bound(children.begin(), children.end(), name,
-                           [](const Child& c, std::string_view n) { return c.first < n; });
-      const bool in_manifest = child != children.end() && child->first == name;
-      // name views the whole NUL-terminated d_name: data() is a C string.
-      const Outcome outcome =
-          visit(dir_fd, prefix, snap, name.data(), in_manifest ? child->second : SIZE_MAX, hi);
-      kept += outcome == Outcome::kept ? 1 : 0;
-      moved_out = moved_out || outcome == Outcome::moved_out;
+      take(*next); // d_name: NUL-terminated
     }
   }
 
@@ -145,10 +159,9 @@ private:
     }
     const ManifestEntry* entry = index == SIZE_MAX ? nullptr : &m_manifest.entries[index];
     if (entry != nullptr && entry->kind == EntryKind::dir && S_ISDIR(st.mode)) {
-      DirListing sub(
-          UniqueFd(::openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)));
-      if (sub.ok()) {
-        if ((st.mode & 07777) != k_dir_mode && ::fchmod(sub.fd(), k_dir_mode) != 0) {
+      UniqueFd sub(::openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (sub.get() >= 0) {
+        if ((st.mode & 07777) != k_dir_mode && ::fchmod(sub.get(), k_dir_mode) != 0) {
           fail("cannot chmod", entry->path);
         }
         m_out.kept_dirs.push_back(entry->path);
@@ -161,8 +174,10 @@ private:
         const auto sub_hi = std::lower_bound(
             sub_lo, begin + static_cast<std::ptrdiff_t>(hi), entry->path + "0", // '0' follows '/'
             [](const ManifestEntry& e, const std::string& p) { return e.path < p; });
-        const bool settled = walk(sub, entry->path, static_cast<std::size_t>(sub_lo - begin),
-                                  static_cast<std::size_t>(sub_hi - begin));
+        const int sub_fd = sub.get();
+        const bool settled =
+            walk(sub_fd, std::move(sub), entry->path, static_cast<std::size_t>(sub_lo - begin),
+                 static_cast<std::size_t>(sub_hi - begin));
         if (settled && st.mtime.tv_sec == entry->mtime_s &&
             st.mtime.tv_nsec == static_cast<long>(entry->mtime_ns)) {
           m_out.settled_dirs.push_back(entry->path);
@@ -267,7 +282,15 @@ public:
       }
       return true; // unreadable: the reconcile stats and moves it out itself
     }
-    while (const std::optional<std::string_view> next = listing.next()) {
+    bool whole = true; // every name in it is in `entries`
+    for (;;) {
+      const std::optional<std::string_view> next = listing.next();
+      if (!next) {
+        if (errno == 0 && whole) {
+          listed_dirs.push_back(prefix);
+        }
+        return true;
+      }
       if (m_stop != nullptr && m_stop->load(std::memory_order_relaxed)) {
         return true; // what it has is still of use
       }
@@ -278,7 +301,8 @@ public:
       }
       struct stat st {};
       if (::fstatat(listing.fd(), name.data(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-        continue; // gone meanwhile: the reconcile sees it or not
+        whole = false; // gone meanwhile, or a dir without search permission: the reconcile looks
+        continue;
       }
       if (entries.size() == m_max_entries) {
         return false;
@@ -293,10 +317,10 @@ public:
         }
       }
     }
-    return true;
   }
 
   std::vector<std::pair<std::string, FileStamp>> entries;
+  std::vector<std::string> listed_dirs;
 
 private:
   const std::vector<std::string>& m_leave_alone;
@@ -314,9 +338,10 @@ std::optional<TreeSnapshot> snapshot_tree(int root_fd, const std::vector<std::st
   if (!snapshotter.walk(root, "")) {
     return std::nullopt;
   }
-  TreeSnapshot snapshot{std::move(snapshotter.entries)};
+  TreeSnapshot snapshot{std::move(snapshotter.entries), std::move(snapshotter.listed_dirs)};
   std::sort(snapshot.entries.begin(), snapshot.entries.end(),
             [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::sort(snapshot.listed_dirs.begin(), snapshot.listed_dirs.end());
   return snapshot;
 }
 

@@ -55,6 +55,8 @@ struct Reconciled {
 // path.
 struct TreeSnapshot {
   std::vector<std::pair<std::string, FileStamp>> entries;
+  // Directories ("" = the root) whose every name is in `entries`: they need not be listed again.
+  std::vector<std::string> listed_dirs; // sorted
 };
 
 // Walks the tree beneath `root_fd` without following symlinks (top-level names in `leave_alone`

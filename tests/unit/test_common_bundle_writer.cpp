@@ -6,6 +6,7 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <fcntl.h>
 #include <filesystem>
@@ -1128,7 +1129,6 @@ TEST_CASE("bundle writer: reuse: a snapshot lists the tree without following lin
   REQUIRE(::mkdir(box.dst(".tmp").c_str(), 0700) == 0);
   write_file(box.dst(".tmp/scratch"), "scratch\n");
   REQUIRE(::symlink(box.outside().c_str(), box.dst("sub/out").c_str()) == 0);
-  REQUIRE(::unlink(box.dst("a.txt").c_str()) == 0);
 
   std::optional<dc::TreeSnapshot> snapshot = dc::snapshot_tree(box.root_fd(), {".tmp"}, 1000);
   REQUIRE(snapshot);
@@ -1136,22 +1136,45 @@ TEST_CASE("bundle writer: reuse: a snapshot lists the tree without following lin
   for (const auto& [path, stamp] : snapshot->entries) {
     paths.push_back(path);
   }
-  CHECK(paths == std::vector<std::string>{"b.txt", "c.txt", "d.txt", "run.sh", "sub", "sub/deep",
-                                          "sub/deep/f.txt", "sub/e.txt", "sub/out", "twin.txt"});
-  CHECK(S_ISLNK(snapshot->entries[8].second.mode)); // the link itself, not what it points to
-  CHECK_FALSE(dc::snapshot_tree(box.root_fd(), {".tmp"}, 9).has_value()); // over the cap
+  CHECK(paths == std::vector<std::string>{"a.txt", "b.txt", "c.txt", "d.txt", "run.sh", "sub",
+                                          "sub/deep", "sub/deep/f.txt", "sub/e.txt", "sub/out",
+                                          "twin.txt"});
+  CHECK(S_ISLNK(snapshot->entries[9].second.mode)); // the link itself, not what it points to
+  CHECK(snapshot->listed_dirs == std::vector<std::string>{"", "sub", "sub/deep"});
+  CHECK_FALSE(dc::snapshot_tree(box.root_fd(), {".tmp"}, 10).has_value()); // over the cap
 
-  // a.txt comes back after the snapshot with its old bytes: not in the snapshot, so the reconcile
-  // stats it, sees another inode than the one recorded and writes it again.
-  write_file(box.dst("a.txt"), "content of a.txt\n");
-  Trash trash;
-  dc::BundleWriter writer(box.root_fd(), begin_of(s), {});
-  writer.reuse_tree(tree, trash.fd, {".tmp"});
-  writer.use_snapshot(std::move(*snapshot));
-  dc::Bytes want;
-  const dc::BundleStats stats = transfer(writer, s, dc::k_max_bundle_slice, &want);
-  CHECK(want == dc::Bytes{0b0000'0001}); // a.txt only
-  CHECK(stats.kept == 7);
-  CHECK_FALSE(fs::is_symlink(box.dst("sub/out")));
-  CHECK_FALSE(fs::exists(box.dst("sub/out")));
+  SUBCASE("a whole snapshot: nothing is listed or stat'ed again")
+  {
+    Trash trash;
+    dc::BundleWriter writer(box.root_fd(), begin_of(s), {});
+    writer.reuse_tree(tree, trash.fd, {".tmp"});
+    writer.use_snapshot(std::move(*snapshot));
+    dc::Bytes want;
+    const dc::BundleStats stats = transfer(writer, s, dc::k_max_bundle_slice, &want);
+    CHECK(want == dc::Bytes{0});
+    CHECK(stats.kept == 8);
+    CHECK_FALSE(fs::is_symlink(box.dst("sub/out")));
+  }
+  SUBCASE("a snapshot stopped at once: the reconcile lists and stats everything itself")
+  {
+    // a.txt replaced by the same bytes: another inode than the one recorded.
+    REQUIRE(::unlink(box.dst("a.txt").c_str()) == 0);
+    write_file(box.dst("a.txt"), "content of a.txt\n");
+    const std::atomic<bool> stop(true);
+    std::optional<dc::TreeSnapshot> partial =
+        dc::snapshot_tree(box.root_fd(), {".tmp"}, 1000, &stop);
+    REQUIRE(partial);
+    CHECK(partial->entries.empty());
+    CHECK(partial->listed_dirs.empty());
+    Trash trash;
+    dc::BundleWriter writer(box.root_fd(), begin_of(s), {});
+    writer.reuse_tree(tree, trash.fd, {".tmp"});
+    writer.use_snapshot(std::move(*partial));
+    dc::Bytes want;
+    const dc::BundleStats stats = transfer(writer, s, dc::k_max_bundle_slice, &want);
+    CHECK(want == dc::Bytes{0b0000'0001}); // a.txt only
+    CHECK(stats.kept == 7);
+    CHECK_FALSE(fs::exists(box.dst("sub/out")));
+    CHECK(read_file(box.dst(".tmp/scratch")) == "scratch\n");
+  }
 }
