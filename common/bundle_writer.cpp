@@ -730,10 +730,20 @@ ReusableTree BundleWriter::written_tree(timespec sealed) const
   if (m_phase != Phase::finished) {
     return tree; // nothing reusable from a bundle that did not complete
   }
+  const auto& kept_files = m_reconciled.kept_files; // empty unless a tree was reused
+  const auto& kept_dirs = m_reconciled.kept_dirs;   // sorted
   tree.files.reserve(m_entry_of_file.size());
-  for (std::size_t f = 0; f < m_entry_of_file.size(); ++f) { // manifest order = path order
-    const ManifestEntry& e = m_manifest.entries[m_entry_of_file[f]];
-    tree.files.push_back(WrittenFile{e.path, e.hash, m_stamps[f]});
+  tree.dirs.reserve(m_manifest.entries.size() - m_entry_of_file.size());
+  std::size_t f = 0;
+  for (const ManifestEntry& e : m_manifest.entries) { // manifest order = path order
+    if (e.kind == EntryKind::file) {
+      const bool kept = f < kept_files.size() && kept_files[f];
+      tree.files.push_back(WrittenFile{e.path, e.hash, m_stamps[f], kept});
+      ++f;
+    } else {
+      const bool kept = std::binary_search(kept_dirs.begin(), kept_dirs.end(), e.path);
+      tree.dirs.push_back(WrittenDir{e.path, kept});
+    }
   }
   return tree;
 }

@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cstdint>
 #include <ctime>
+#include <memory>
 #include <optional>
 #include <string>
 #include <sys/stat.h>
@@ -24,16 +25,27 @@
 
 namespace dc {
 
+class TreeWatch;
+
 struct WrittenFile {
   std::string path; // bundle path
   Hash hash{};
-  FileStamp stamp; // right after the writer finished the file
+  FileStamp stamp;   // right after the writer finished the file
+  bool kept = false; // left in place from the tree before, not written
+};
+
+struct WrittenDir {
+  std::string path;  // bundle path
+  bool kept = false; // the directory of the tree before, not made
 };
 
 struct ReusableTree {
   std::vector<WrittenFile> files; // sorted by path, bytewise (manifest order)
+  std::vector<WrittenDir> dirs;   // likewise
   // The root's ctime right after the bundle was finished, before anything else ran there.
   timespec sealed{};
+  // What has happened to the tree since it was sealed, if it is watched (common/tree_watch.hpp).
+  std::shared_ptr<TreeWatch> watch;
 };
 
 // Sets the root's ctime to now (a chmod to its own mode) and returns it: every later change
@@ -50,9 +62,9 @@ struct Reconciled {
   std::uint64_t moved_out = 0; // entries moved to the trash
 };
 
-// Every entry beneath a root with its lstat, taken ahead of reconcile_tree so the stats need not
-// wait for the manifest (the worker takes it while the master still scans its files). Sorted by
-// path.
+// Entries beneath a root with their lstat, known ahead of reconcile_tree so the stats need not
+// wait for the manifest: from a TreeWatch (tree_watch.hpp) on the tree since it was sealed, else
+// from snapshot_tree while the master still scans its files. Sorted by path.
 struct TreeSnapshot {
   std::vector<std::pair<std::string, FileStamp>> entries;
   // Directories ("" = the root) whose every name is in `entries`: they need not be listed again.

@@ -2,6 +2,7 @@
 
 #include "common/fetch_pattern.hpp"
 #include "common/log.hpp"
+#include "common/tree_watch.hpp"
 #include "common/unique_fd.hpp"
 #include "worker/host_facts.hpp"
 #include "worker/msg_endpoint.hpp"
@@ -234,7 +235,7 @@ awaitable<void> Session::on_hello(const Record& record)
     // The dir has this job's fresh name already; a change made to it after the snapshot is one
     // a fresh dir would not show either.
     adopt_parked_dir();
-    if (m_previous) {
+    if (m_previous && m_previous->watch == nullptr) { // a watched dir needs no stats ahead
       UniqueFd dir(fcntl(m_job_fd, F_DUPFD_CLOEXEC, 0));
       if (dir.get() >= 0) {
         m_snapshot_stop = std::make_shared<std::atomic<bool>>(false);
@@ -385,9 +386,14 @@ awaitable<void> Session::on_bundle_record(const Record& record)
         throw wrong_state();
       }
       const BundleStats stats = m_bundle->finish();
+      const std::shared_ptr<TreeWatch> watch = std::move(m_watch); // kept on by the next tree
       if (m_state.cache != nullptr && !m_keep && stats.files <= k_max_reused_files) {
         try {
           m_written = m_bundle->written_tree(seal_tree(m_job_fd));
+          m_written->watch = TreeWatch::start(m_job_fd, m_job_dir, *m_written, watch, {".tmp"});
+          if (m_written->watch == nullptr) {
+            log_debug("%s: job dir not watched; a reuse will stat it", m_label.c_str());
+          }
         } catch (const std::system_error& e) {
           log_warn("%s: job dir will not be reused: %s", m_label.c_str(), e.what());
         }
@@ -1150,6 +1156,21 @@ void Session::adopt_parked_dir()
 
 void Session::take_snapshot()
 {
+  if (m_previous && m_previous->watch != nullptr) {
+    // Watched since it was sealed: what had no event is as recorded, no stats needed.
+    m_watch = std::move(m_previous->watch);
+    std::optional<TreeSnapshot> snapshot = m_watch->snapshot();
+    if (snapshot) {
+      log_debug("%s: %zu entries of the last job dir untouched since it was sealed",
+                m_label.c_str(), snapshot->entries.size());
+      if (m_bundle) {
+        m_bundle->use_snapshot(std::move(*snapshot));
+      }
+    } else {
+      log_debug("%s: the last job dir's watch lost count; the reconcile stats it", m_label.c_str());
+    }
+    return;
+  }
   if (!m_snapshot.valid()) {
     return;
   }

@@ -115,6 +115,8 @@ private:
   std::shared_ptr<std::atomic<bool>> m_snapshot_stop; // set: the snapshot ends with what it has
   std::string m_trash; // where the writer moves what it does not keep
   int m_trash_fd = -1;
+  // The adopted dir's watch, from MANIFEST_END until this job's tree takes it over at the seal.
+  std::shared_ptr<TreeWatch> m_watch;
   std::optional<ReusableTree> m_written; // this job's bundle as written, to park afterwards
   Clock::time_point m_bundle_started;
   std::map<std::uint32_t, std::shared_ptr<Command>> m_commands;

@@ -204,8 +204,8 @@ TEST_CASE("e2e: jobdir: the next job with files reuses the last job dir yet sees
   REQUIRE(kept.size() == 2);
   CHECK(kept[0] == 0);
   CHECK(kept[1] > 0);
-  // The master said a bundle would follow: the worker stat'ed the dir while the master scanned.
-  CHECK(contains(c[0].log(), "of the last job dir stat'ed ahead of the manifest"));
+  // The dir was watched since its seal: the entries the job did not touch needed no stat.
+  CHECK(contains(c[0].log(), "of the last job dir untouched since it was sealed"));
 
   // A fresh dir (--keep never reuses) holds exactly the same: nothing of the first job is left.
   const MasterRun fresh = c.run({"--keep", "--send", src + "/", "--cmd",
@@ -213,6 +213,23 @@ TEST_CASE("e2e: jobdir: the next job with files reuses the last job dir yet sees
   REQUIRE(fresh.exit_code == 0);
   CHECK(without_dir_lines(run.stdout_lines()) == without_dir_lines(fresh.stdout_lines()));
   CHECK(run.stdout_lines().size() > 800);
+
+  // Changes that leave no trace in the files' directories: a write through a hard link made
+  // in TMPDIR (then removed) and one through a shared mapping, both the same size.
+  const MasterRun sneaky = c.run(
+      {"--send", src + "/", "--cmd",
+       "ln d2/f2.txt \"$TMPDIR/h\" && printf X | dd of=\"$TMPDIR/h\" bs=1 count=1 conv=notrunc "
+       "2>/dev/null && rm \"$TMPDIR/h\" && python3 -c 'import mmap; f = open(\"a.txt\", "
+       "\"r+b\"); m = mmap.mmap(f.fileno(), 0); m[0:1] = b\"Y\"; m.flush()' && cut -c1 "
+       "d2/f2.txt a.txt"});
+  CAPTURE(sneaky.err);
+  REQUIRE(sneaky.exit_code == 0);
+  CHECK(sneaky.has_stdout_line(label + "X"));
+  CHECK(sneaky.has_stdout_line(label + "Y"));
+  run = c.run(
+      {"--send", src + "/", "--cmd", std::string("echo \"dir=$(pwd)\"; ") + k_describe_job_dir});
+  REQUIRE(run.exit_code == 0);
+  CHECK(without_dir_lines(run.stdout_lines()) == without_dir_lines(fresh.stdout_lines()));
 }
 
 TEST_CASE("e2e: jobdir: a worker with --no-cache removes every job dir and reuses none")
