@@ -417,22 +417,9 @@ Bytes BundleWriter::end_manifest()
       bad_bundle("manifest disagrees with BUNDLE_BEGIN");
     }
 
-    // Group files by hash with a sort (O(n log n) whatever the hashes; no hash table to flood):
-    // the first file of each group is wanted, the others are copied from it.
-    std::vector<std::pair<Hash, std::size_t>> by_hash;
     for (std::size_t i = 0; i < m_manifest.entries.size(); ++i) {
       if (m_manifest.entries[i].kind == EntryKind::file) {
-        by_hash.emplace_back(m_manifest.entries[i].hash, m_entry_of_file.size());
         m_entry_of_file.push_back(i);
-      }
-    }
-    std::sort(by_hash.begin(), by_hash.end());
-    m_twin_of_file.assign(m_entry_of_file.size(), std::nullopt);
-    for (std::size_t k = 1; k < by_hash.size(); ++k) {
-      if (by_hash[k].first == by_hash[k - 1].first) {
-        const std::size_t first =
-            m_twin_of_file[by_hash[k - 1].second].value_or(by_hash[k - 1].second);
-        m_twin_of_file[by_hash[k].second] = first;
       }
     }
     m_stamps.assign(m_entry_of_file.size(), FileStamp{});
@@ -443,6 +430,24 @@ Bytes BundleWriter::end_manifest()
       m_snapshot.reset();
     } else {
       m_reconciled.kept_files.assign(m_entry_of_file.size(), false);
+    }
+    // Group the files still to write by hash with a sort (O(n log n) whatever the hashes; no hash
+    // table to flood): the first file of each group is wanted, the others are copied from it.
+    // Kept files need nothing (on a re-send that is nearly all of them).
+    std::vector<std::pair<Hash, std::size_t>> by_hash;
+    for (std::size_t f = 0; f < m_entry_of_file.size(); ++f) {
+      if (!m_reconciled.kept_files[f]) {
+        by_hash.emplace_back(m_manifest.entries[m_entry_of_file[f]].hash, f);
+      }
+    }
+    std::sort(by_hash.begin(), by_hash.end());
+    m_twin_of_file.assign(m_entry_of_file.size(), std::nullopt);
+    for (std::size_t k = 1; k < by_hash.size(); ++k) {
+      if (by_hash[k].first == by_hash[k - 1].first) {
+        const std::size_t first =
+            m_twin_of_file[by_hash[k - 1].second].value_or(by_hash[k - 1].second);
+        m_twin_of_file[by_hash[k].second] = first;
+      }
     }
     create_directories();
     Bytes want((m_entry_of_file.size() + 7) / 8, 0);
@@ -637,7 +642,7 @@ BundleStats BundleWriter::finish()
     }
     const std::vector<bool>& kept = m_reconciled.kept_files;
     for (std::size_t f = 0; f < m_twin_of_file.size(); ++f) {
-      if (m_twin_of_file[f] && !kept[f]) {
+      if (m_twin_of_file[f]) { // never a kept file
         copy_duplicate(f);
       }
     }
@@ -647,7 +652,7 @@ BundleStats BundleWriter::finish()
     for (std::size_t f = 0; f < m_entry_of_file.size(); ++f) {
       const std::size_t first = m_twin_of_file[f].value_or(f);
       stats.kept += kept[f] ? 1 : 0;
-      stats.from_cache += kept[f] || kept[first] || m_from_store[first] ? 1 : 0;
+      stats.from_cache += kept[f] || m_from_store[first] ? 1 : 0;
     }
     return stats;
   });
