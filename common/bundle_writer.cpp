@@ -746,8 +746,10 @@ ReusableTree BundleWriter::written_tree(timespec sealed) const
       tree.files.push_back(WrittenFile{e.path, e.hash, m_stamps[f], kept});
       ++f;
     } else {
+      const auto& settled_dirs = m_reconciled.settled_dirs; // sorted
       const bool kept = std::binary_search(kept_dirs.begin(), kept_dirs.end(), e.path);
-      tree.dirs.push_back(WrittenDir{e.path, kept});
+      const bool settled = std::binary_search(settled_dirs.begin(), settled_dirs.end(), e.path);
+      tree.dirs.push_back(WrittenDir{e.path, kept, settled});
     }
   }
   return tree;

@@ -24,6 +24,49 @@ constexpr mode_t k_dir_mode = 0755; // what BundleWriter gives directories (and 
                           std::string(op) + " " + escape_for_log(path));
 }
 
+// A directory of the walk, opened when first needed: one whose entries the snapshot lists and
+// vouches for and which all stay needs no descriptor (an openat costs as much as a few lstats).
+class Dir {
+public:
+  explicit Dir(int fd) : m_fd(fd) {}
+  Dir(Dir& parent, const char* name, const std::string& path)
+      : m_parent(&parent), m_name(name), m_path(&path)
+  {
+  }
+
+  // Opens it; false with errno set if it cannot be.
+  bool open_now()
+  {
+    UniqueFd fd(::openat(m_parent->fd(), m_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (fd.get() < 0) {
+      return false;
+    }
+    m_fd = fd.get();
+    m_owned = std::move(fd);
+    return true;
+  }
+  int fd()
+  {
+    if (m_fd < 0 && !open_now()) {
+      fail("cannot open", *m_path);
+    }
+    return m_fd;
+  }
+  // For a listing that takes the descriptor over: fd() stays valid while the listing lives.
+  DirListing listing()
+  {
+    const int dir_fd = fd();
+    return m_owned.get() >= 0 ? DirListing(std::move(m_owned)) : DirListing(dir_fd);
+  }
+
+private:
+  int m_fd = -1;
+  UniqueFd m_owned;
+  Dir* m_parent = nullptr;
+  const char* m_name = nullptr;        // NUL-terminated, alive while this walk runs
+  const std::string* m_path = nullptr; // for errors
+};
+
 class Reconciler {
 public:
   Reconciler(const Manifest& manifest, const ReusableTree& previous, int trash_fd,
@@ -54,7 +97,8 @@ public:
 
   Reconciled run(int root_fd)
   {
-    walk(root_fd, UniqueFd(), "", 0, m_manifest.entries.size());
+    Dir root(root_fd);
+    walk(root, "", 0, m_manifest.entries.size());
     std::sort(m_out.kept_dirs.begin(), m_out.kept_dirs.end());
     std::sort(m_out.settled_dirs.begin(), m_out.settled_dirs.end());
     return std::move(m_out);
@@ -73,8 +117,7 @@ private:
   // `prefix` is a directory of the manifest ("" = root) whose entries beneath it are [lo, hi).
   // Returns whether its own entries are already what the manifest wants: nothing moved out of it
   // and every child kept, so nothing will be added to or removed from it (its mtime stays).
-  // `dir_fd` is the directory; `owned` holds it too unless it is the caller's root fd.
-  bool walk(int dir_fd, UniqueFd owned, const std::string& prefix, std::size_t lo, std::size_t hi)
+  bool walk(Dir& dir, const std::string& prefix, std::size_t lo, std::size_t hi)
   {
     // Its children in name order: beneath "P", sorted paths put the children "P/x" in the order
     // of x (grandchildren interleave and are skipped).
@@ -114,7 +157,7 @@ private:
                            [](const Child& c, std::string_view n) { return c.first < n; });
       const bool in_manifest = child != children.end() && child->first == name;
       const Outcome outcome =
-          visit(dir_fd, prefix, snap, name.data(), in_manifest ? child->second : SIZE_MAX, hi);
+          visit(dir, prefix, snap, name.data(), in_manifest ? child->second : SIZE_MAX, hi);
       kept += outcome == Outcome::kept ? 1 : 0;
       moved_out = moved_out || outcome == Outcome::moved_out;
     };
@@ -129,7 +172,7 @@ private:
       }
       return !moved_out && kept == children.size();
     }
-    DirListing listing = owned.get() >= 0 ? DirListing(std::move(owned)) : DirListing(dir_fd);
+    DirListing listing = dir.listing();
     if (!listing.ok()) {
       fail("cannot list", prefix);
     }
@@ -146,12 +189,12 @@ private:
     }
   }
 
-  Outcome visit(int dir_fd, const std::string& prefix, const SnapshotRange& snap, const char* name,
+  Outcome visit(Dir& dir, const std::string& prefix, const SnapshotRange& snap, const char* name,
                 std::size_t index, std::size_t hi)
   {
     const auto path = [&] { return prefix.empty() ? std::string(name) : prefix + "/" + name; };
     FileStamp st;
-    if (index != SIZE_MAX && !stat_of(dir_fd, snap, name, st)) {
+    if (index != SIZE_MAX && !stat_of(dir, snap, name, st)) {
       if (errno == ENOENT) {
         return Outcome::gone; // moved out already (returned again by readdir)
       }
@@ -159,9 +202,14 @@ private:
     }
     const ManifestEntry* entry = index == SIZE_MAX ? nullptr : &m_manifest.entries[index];
     if (entry != nullptr && entry->kind == EntryKind::dir && S_ISDIR(st.mode)) {
-      UniqueFd sub(::openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (sub.get() >= 0) {
-        if ((st.mode & 07777) != k_dir_mode && ::fchmod(sub.get(), k_dir_mode) != 0) {
+      Dir sub(dir, name, entry->path);
+      // Listed whole by the snapshot, with the writer's mode: opened only if something in it
+      // must move or be stat'ed (a job cannot have made it unreadable unseen).
+      const bool lazy = (st.mode & 07777) == k_dir_mode && m_snapshot != nullptr &&
+                        std::binary_search(m_snapshot->listed_dirs.begin(),
+                                           m_snapshot->listed_dirs.end(), entry->path);
+      if (lazy || sub.open_now()) {
+        if ((st.mode & 07777) != k_dir_mode && ::fchmod(sub.fd(), k_dir_mode) != 0) {
           fail("cannot chmod", entry->path);
         }
         m_out.kept_dirs.push_back(entry->path);
@@ -174,10 +222,8 @@ private:
         const auto sub_hi = std::lower_bound(
             sub_lo, begin + static_cast<std::ptrdiff_t>(hi), entry->path + "0", // '0' follows '/'
             [](const ManifestEntry& e, const std::string& p) { return e.path < p; });
-        const int sub_fd = sub.get();
-        const bool settled =
-            walk(sub_fd, std::move(sub), entry->path, static_cast<std::size_t>(sub_lo - begin),
-                 static_cast<std::size_t>(sub_hi - begin));
+        const bool settled = walk(sub, entry->path, static_cast<std::size_t>(sub_lo - begin),
+                                  static_cast<std::size_t>(sub_hi - begin));
         if (settled && st.mtime.tv_sec == entry->mtime_s &&
             st.mtime.tv_nsec == static_cast<long>(entry->mtime_ns)) {
           m_out.settled_dirs.push_back(entry->path);
@@ -196,7 +242,7 @@ private:
       return Outcome::kept;
     }
     const std::string trash_name = std::to_string(m_out.moved_out);
-    if (::renameat(dir_fd, name, m_trash_fd, trash_name.c_str()) != 0) {
+    if (::renameat(dir.fd(), name, m_trash_fd, trash_name.c_str()) != 0) {
       if (errno == ENOENT) {
         return Outcome::gone; // moved out already (returned again by readdir)
       }
@@ -208,7 +254,7 @@ private:
 
   // The lstat of `name` in `dir_fd`: from the snapshot (`snap`: its entries beneath that
   // directory) if it has it, else asked now. False with errno set if it cannot be stat'ed.
-  bool stat_of(int dir_fd, const SnapshotRange& snap, std::string_view name, FileStamp& out)
+  bool stat_of(Dir& dir, const SnapshotRange& snap, std::string_view name, FileStamp& out)
   {
     // Beneath one directory, full-path order is the order of what follows "dir/".
     const auto it =
@@ -221,7 +267,7 @@ private:
       return true;
     }
     struct stat st {};
-    if (::fstatat(dir_fd, name.data(), &st, AT_SYMLINK_NOFOLLOW) != 0) { // name ends in NUL
+    if (::fstatat(dir.fd(), name.data(), &st, AT_SYMLINK_NOFOLLOW) != 0) { // name ends in NUL
       return false;
     }
     out = FileStamp::of(st);

@@ -35,8 +35,9 @@ struct WrittenFile {
 };
 
 struct WrittenDir {
-  std::string path;  // bundle path
-  bool kept = false; // the directory of the tree before, not made
+  std::string path;     // bundle path
+  bool kept = false;    // the directory of the tree before, not made
+  bool settled = false; // kept, and neither its entries nor its metadata changed by the writer
 };
 
 struct ReusableTree {

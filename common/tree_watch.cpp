@@ -74,19 +74,25 @@ std::shared_ptr<TreeWatch> TreeWatch::start(int root_fd, const std::string& root
   // kept: the previous tree's entry is still there (the reconcile kept it in place).
   std::vector<bool> kept;
   kept.reserve(entries.capacity());
-  entries.push_back(Entry{"", true, false, -1, 0, {}});
+  // settled: a kept directory the writer changed nothing in (its stamp is still the old one).
+  std::vector<bool> settled;
+  settled.reserve(entries.capacity());
+  entries.push_back(Entry{"", true, false, false, -1, 0, {}});
   kept.push_back(true); // the root is the parked dir itself (the adoption checked its identity)
+  settled.push_back(false);
   {
     auto d = tree.dirs.begin();
     auto f = tree.files.begin();
     while (d != tree.dirs.end() || f != tree.files.end()) { // merge: both sorted by path
       if (f == tree.files.end() || (d != tree.dirs.end() && d->path < f->path)) {
-        entries.push_back(Entry{d->path, true, false, -1, 0, {}});
+        entries.push_back(Entry{d->path, true, false, false, -1, 0, {}});
         kept.push_back(d->kept);
+        settled.push_back(d->settled);
         ++d;
       } else {
-        entries.push_back(Entry{f->path, false, false, -1, 0, f->stamp});
+        entries.push_back(Entry{f->path, false, false, false, -1, 0, f->stamp});
         kept.push_back(f->kept);
+        settled.push_back(false);
         ++f;
       }
     }
@@ -102,6 +108,7 @@ std::shared_ptr<TreeWatch> TreeWatch::start(int root_fd, const std::string& root
   }
 
   // Watches the previous snapshot vouched for, on entries kept in place, are on these very inodes.
+  std::vector<bool> stamped(entries.size(), false); // a directory's old stamp still holds
   if (previous != nullptr) {
     watch->m_fd = std::move(previous->m_fd);
     const std::vector<Entry>& old = previous->m_entries;
@@ -113,6 +120,10 @@ std::shared_ptr<TreeWatch> TreeWatch::start(int root_fd, const std::string& root
       if (o != old.end() && o->path == entries[i].path && o->clean && kept[i] &&
           o->dir == entries[i].dir) {
         entries[i].wd = o->wd;
+        if (entries[i].dir && settled[i] && o->vouched) {
+          entries[i].stamp = o->stamp;
+          stamped[i] = true;
+        }
       }
     }
   } else {
@@ -161,7 +172,7 @@ std::shared_ptr<TreeWatch> TreeWatch::start(int root_fd, const std::string& root
   // What is queued so far is the writer's own doing (no one else knows the dir's name yet).
   watch->discard_events();
   for (std::size_t i = 1; i < entries.size(); ++i) {
-    if (entries[i].dir) {
+    if (entries[i].dir && !stamped[i]) {
       struct stat st {};
       if (::fstatat(root_fd, entries[i].path.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
           !S_ISDIR(st.st_mode)) {
@@ -178,6 +189,7 @@ std::optional<TreeSnapshot> TreeWatch::snapshot()
   const std::size_t n = m_entries.size();
   for (Entry& e : m_entries) {
     e.clean = false;
+    e.vouched = false;
   }
   std::vector<bool> changed(n, false); // the entry and everything beneath it
   std::vector<bool> restat(n, false);  // a directory's own stamp
@@ -246,7 +258,8 @@ std::optional<TreeSnapshot> TreeWatch::snapshot()
       continue;
     }
     e.clean = true; // still the inode its watch is on (an IN_ATTRIB does not change that)
-    if (i > 0 && !restat[i]) {
+    e.vouched = !restat[i];
+    if (i > 0 && e.vouched) {
       snapshot.entries.emplace_back(e.path, e.stamp);
     }
     if (e.dir && !relist[i]) {

@@ -34,7 +34,8 @@ public:
   // Watches `tree`, just sealed beneath `root_fd`, which is at `root_path` now. Takes over
   // `previous` (the tree's predecessor, after its snapshot()): its watches stay on what the tree
   // kept and its last snapshot vouched for, the rest go. Directories are stat'ed once their watch
-  // is in place; files keep their recorded stamps (only the writer touched them since). Returns
+  // is in place, except settled ones the snapshot vouched for (nothing changed them since); files
+  // keep their recorded stamps (only the writer touched them since). Returns
   // null if the tree is too large or a watch cannot be added (inotify limits).
   static std::shared_ptr<TreeWatch> start(int root_fd, const std::string& root_path,
                                           const ReusableTree& tree,
@@ -55,6 +56,7 @@ private:
     std::string path; // "" = the root
     bool dir = false;
     bool clean = false;   // the last snapshot() found it where it was (its watch on it)
+    bool vouched = false; // ... and vouched for its stamp
     int wd = -1;          // its watch
     std::uint32_t parent; // index of its directory (the root's own: 0)
     FileStamp stamp;      // not for the root

@@ -227,6 +227,33 @@ TEST_CASE("tree watch: the next tree keeps watching what it kept and watches wha
   CHECK(s->listed_dirs == Paths{});
 }
 
+TEST_CASE("tree watch: a settled directory keeps the stamp the last snapshot vouched for")
+{
+  Tree t;
+  auto first = t.watch();
+  REQUIRE(first->snapshot());
+  // The next bundle kept everything and changed nothing: no directory is stat'ed again, yet the
+  // stamps handed on are what an lstat says.
+  for (auto& f : t.tree.files) {
+    f.kept = true;
+  }
+  t.tree.dirs = {{"sub", true, true}, {"sub/deep", true, true}};
+  auto second = t.watch(first);
+  const auto s = second->snapshot();
+  REQUIRE(s);
+  CHECK(paths(*s) == k_all);
+  for (const auto& [path, stamp] : s->entries) {
+    CAPTURE(path);
+    CHECK(stamp == t.stamp(path));
+  }
+  // And they are still watched.
+  auto third = t.watch(second);
+  write_file(t.root + "/sub/deep/new.txt", "new\n");
+  const auto after = third->snapshot();
+  REQUIRE(after);
+  CHECK(paths(*after) == Paths{"a.txt", "sub", "sub/b.txt", "sub/deep/c.txt"});
+}
+
 TEST_CASE("tree watch: a tree larger than the cap is not watched")
 {
   Tree t;
