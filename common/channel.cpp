@@ -108,7 +108,7 @@ void Channel::post(RecordType type, ByteView body)
 
 awaitable<void> Channel::write_loop(std::shared_ptr<Outbox> out)
 {
-  Bytes& writing = out->spare;
+  RawBuffer& writing = out->spare;
   out->last_progress = Clock::now();
   while (out->socket != nullptr && out->queued_len > 0 && !out->error) {
     writing.swap(out->queued); // records queued meanwhile go out in the next, batched, write
@@ -133,9 +133,9 @@ awaitable<void> Channel::write_loop(std::shared_ptr<Outbox> out)
   }
   // The queue ran dry: a burst does not pin its buffers for the rest of the session.
   constexpr std::size_t k_keep_capacity = 1u << 20;
-  for (Bytes* b : {&out->queued, &out->spare}) {
+  for (RawBuffer* b : {&out->queued, &out->spare}) {
     if (b->size() > k_keep_capacity && out->queued_len == 0) {
-      Bytes().swap(*b);
+      RawBuffer().swap(*b);
     }
   }
   if (out->socket == nullptr && !out->error) {

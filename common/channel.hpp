@@ -70,9 +70,9 @@ private:
     // Records waiting for the writer: the first queued_len bytes of `queued`. Its size only grows
     // (no zero-fill per record); `spare` is the buffer being written, then reused as the next
     // queue, so streaming output allocates (and faults in fresh pages) only while it grows.
-    Bytes queued;
+    RawBuffer queued;
     std::size_t queued_len = 0;
-    Bytes spare;
+    RawBuffer spare;
     bool writing = false;
     std::error_code error;
     std::uint64_t bytes_sent = 0;
@@ -87,7 +87,7 @@ private:
   noise::CipherState m_receive;
   std::shared_ptr<Outbox> m_out;
   Bytes m_plaintext; // scratch for the record being encrypted
-  Bytes m_inbox;
+  RawBuffer m_inbox;
   std::size_t m_inbox_pos = 0;
   std::string m_session_id;
 };
