@@ -2,6 +2,8 @@
 
 #include "common/dir_listing.hpp"
 #include "common/file_stamp.hpp"
+#include "common/ignore_rules.hpp"
+#include "common/open_beneath.hpp"
 #include "common/secure_buffer.hpp"
 #include "common/unique_fd.hpp"
 #include "common/wire.hpp"
@@ -11,6 +13,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -18,10 +21,12 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <sys/stat.h>
 #include <system_error>
+#include <thread>
 #include <unistd.h>
 
 namespace dc {
@@ -66,24 +71,63 @@ struct Found {
   FileStamp st;
 };
 
+// What one thread of a walk found and refused; the parts are put together at the end.
+struct WalkPart {
+  std::deque<Found> found; // grows without moving what it holds (a tree has 100k+ entries)
+  std::vector<std::string> offences;
+  std::size_t offence_count = 0;
+  std::size_t ignored = 0;
+
+  void offend(std::string what)
+  {
+    // Kept whole (bounded) so that the listed ones can be the first in order, whichever thread
+    // met them.
+    if (offences.size() < 64 * k_max_listed_offenders) {
+      offences.push_back(std::move(what));
+    }
+    ++offence_count;
+  }
+};
+
+// One directory to walk: opened beneath the directory named on the command line, never
+// through a symlink.
+struct DirTask {
+  std::string local;  // its path as the user would write it (messages, ignore files)
+  std::string rel;    // its path below the named directory ("" = that one)
+  std::string prefix; // its bundle path
+  std::shared_ptr<const IgnoreRules> rules; // its parents' rules, its own file's not yet read
+};
+
 // Walks the arguments, collecting entries and every reason to refuse them, leaving out what the
-// ignore rules name.
+// ignore rules name. A named directory's subdirectories are walked by up to k_walk_threads
+// threads at once: a tree's scan is mostly one lstat per entry, and the master's other work
+// (connecting to the nodes) leaves the other cores idle meanwhile.
 class Scanner {
 public:
-  explicit Scanner(const std::vector<std::string>& ignore_patterns)
+  explicit Scanner(const std::vector<std::string>& ignore_patterns) : m_parts(1)
   {
+    auto rules = std::make_shared<IgnoreRules>();
     for (const auto& p : ignore_patterns) {
-      m_rules.add_option_pattern(p);
+      rules->add_option_pattern(p);
     }
+    m_rules = std::move(rules);
   }
 
-  std::size_t ignored() const { return m_ignored; }
+  std::size_t ignored() const
+  {
+    std::size_t n = 0;
+    for (const WalkPart& part : m_parts) {
+      n += part.ignored;
+    }
+    return n;
+  }
 
   void add_argument(const std::string& arg)
   {
+    WalkPart& out = m_parts.front();
     struct stat st {};
     if (::lstat(arg.c_str(), &st) != 0) {
-      offend(escape_for_log(arg) + ": " + std::strerror(errno));
+      out.offend(escape_for_log(arg) + ": " + std::strerror(errno));
       return;
     }
     std::string base = arg;
@@ -98,54 +142,75 @@ public:
     if (contents && S_ISDIR(st.st_mode)) {
       m_root.clear();
       const std::string dir = base.empty() ? "/" : base;
-      walk(AT_FDCWD, dir.c_str(), dir, "", 0); // "link/" names the directory a link points to
+      walk(DirTask{dir, "", "", m_rules}, true); // "link/" names the directory a link points to
     } else {
       m_root = name;
-      add(AT_FDCWD, arg.c_str(), arg, name, st);
+      std::vector<DirTask> tree;
+      add(arg, name, st, m_rules, out, tree);
+      if (!tree.empty()) {
+        walk(std::move(tree.front()), false);
+      }
     }
   }
 
-  std::deque<Found>& found() { return m_found; }
-
-  void offend(std::string what)
+  // Every entry found, in no particular order; they stay where they are.
+  template <typename Visit>
+  void for_each_found(Visit&& visit)
   {
-    if (m_offences.size() < k_max_listed_offenders) {
-      m_offences.push_back(std::move(what));
+    for (WalkPart& part : m_parts) {
+      for (Found& f : part.found) {
+        visit(f);
+      }
     }
-    ++m_offence_count;
   }
+
+  void offend(std::string what) { m_parts.front().offend(std::move(what)); }
 
   void throw_if_offended() const
   {
-    if (m_offence_count == 0) {
+    std::size_t count = 0;
+    std::vector<const std::string*> listed;
+    for (const WalkPart& part : m_parts) {
+      count += part.offence_count;
+      for (const std::string& o : part.offences) {
+        listed.push_back(&o);
+      }
+    }
+    if (count == 0) {
       return;
     }
+    std::sort(listed.begin(), listed.end(),
+              [](const std::string* a, const std::string* b) { return *a < *b; });
+    listed.resize(std::min(listed.size(), k_max_listed_offenders));
     std::string msg = "cannot send: ";
-    for (std::size_t i = 0; i < m_offences.size(); ++i) {
-      msg += (i == 0 ? "" : ", ") + m_offences[i];
+    for (std::size_t i = 0; i < listed.size(); ++i) {
+      msg += (i == 0 ? "" : ", ") + *listed[i];
     }
-    if (m_offence_count > m_offences.size()) {
-      msg += ", and " + std::to_string(m_offence_count - m_offences.size()) + " more";
+    if (count > listed.size()) {
+      msg += ", and " + std::to_string(count - listed.size()) + " more";
     }
     throw ConfigError(msg);
   }
 
 private:
-  // `local` is opened as `name` relative to `parent_fd` (one lookup, not one per component).
-  void add(int parent_fd, const char* name, const std::string& local,
-           const std::string& bundle_path, const struct stat& st)
+  static constexpr unsigned k_walk_threads = 4;
+
+  // Checks one entry and records it; a directory becomes a task in `subdirs`.
+  void add(const std::string& local, const std::string& bundle_path, const struct stat& st,
+           const std::shared_ptr<const IgnoreRules>& rules, WalkPart& out,
+           std::vector<DirTask>& subdirs) const
   {
     if (const char* kind = special_kind(st.st_mode)) {
-      offend(escape_for_log(local) + " (" + kind + ")");
+      out.offend(escape_for_log(local) + " (" + kind + ")");
       return;
     }
     if (const char* problem = bundle_path_problem(bundle_path)) {
-      offend(escape_for_log(local) + " (name not sendable: " + problem + ")");
+      out.offend(escape_for_log(local) + " (name not sendable: " + problem + ")");
       return; // its children would all be refused for the same reason
     }
-    m_found.push_back({bundle_path, local, FileStamp::of(st)});
+    out.found.push_back({bundle_path, local, FileStamp::of(st)});
     if (S_ISDIR(st.st_mode)) {
-      walk(parent_fd, name, local, bundle_path, O_NOFOLLOW);
+      subdirs.push_back(DirTask{local, "", bundle_path, rules});
     }
   }
 
@@ -158,8 +223,9 @@ private:
     return bundle_path.size() > m_root.size() ? bundle_path.substr(m_root.size() + 1) : "";
   }
 
-  // Reads `dir_fd`'s .distcompignore into the rules for that directory.
-  void read_ignore_file(int dir_fd, const std::string& local_dir, const std::string& rel_dir)
+  // Reads `dir_fd`'s .distcompignore into `rules` for that directory.
+  void read_ignore_file(int dir_fd, const std::string& local_dir, const std::string& rel_dir,
+                        IgnoreRules& rules, WalkPart& out) const
   {
     const std::string path =
         (local_dir == "/" ? "" : local_dir) + "/" + std::string(k_ignore_file_name);
@@ -169,27 +235,97 @@ private:
       return; // gone since the listing (a symlink of that name is refused like any other)
     }
     if (st.st_size > k_max_ignore_file) {
-      offend(escape_for_log(path) + " (larger than 1 MiB)");
+      out.offend(escape_for_log(path) + " (larger than 1 MiB)");
       return;
     }
     std::ifstream in(path, std::ios::binary);
     if (!in) {
-      offend(escape_for_log(path) + ": " + std::strerror(errno));
+      out.offend(escape_for_log(path) + ": " + std::strerror(errno));
       return;
     }
     std::string line;
     while (std::getline(in, line)) {
-      m_rules.add_file_line(line, rel_dir);
+      rules.add_file_line(line, rel_dir);
     }
   }
 
-  void walk(int parent_fd, const char* name, const std::string& local_dir,
-            const std::string& prefix, int nofollow)
+  // Walks the tree of the directory `root` names (following a symlink only if `follow`), its
+  // subdirectories taken by whichever thread is free.
+  void walk(DirTask root, bool follow)
   {
-    DirListing listing(
-        UniqueFd(::openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | nofollow)));
+    const UniqueFd root_fd(
+        ::open(root.local.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW)));
+    if (root_fd.get() < 0) {
+      m_parts.front().offend(escape_for_log(root.local) + ": " + std::strerror(errno));
+      return;
+    }
+    std::mutex mutex;
+    std::condition_variable changed;
+    std::vector<DirTask> queue; // taken from the back: depth first, a bounded queue
+    queue.push_back(std::move(root));
+    std::size_t busy = 0;
+    std::exception_ptr failure;
+    const auto work = [&](WalkPart& out) {
+      std::unique_lock lock(mutex);
+      for (;;) {
+        changed.wait(lock, [&] { return !queue.empty() || busy == 0; });
+        if (queue.empty() || failure) {
+          return;
+        }
+        DirTask task = std::move(queue.back());
+        queue.pop_back();
+        ++busy;
+        lock.unlock();
+        std::vector<DirTask> subdirs;
+        try {
+          walk_one(root_fd.get(), task, out, subdirs);
+        } catch (...) {
+          subdirs.clear();
+          lock.lock();
+          failure = failure ? failure : std::current_exception();
+          queue.clear();
+          --busy;
+          changed.notify_all();
+          return;
+        }
+        lock.lock();
+        --busy;
+        for (DirTask& sub : subdirs) {
+          queue.push_back(std::move(sub));
+        }
+        if (!subdirs.empty() || busy == 0) {
+          changed.notify_all();
+        }
+      }
+    };
+    const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+    const unsigned helpers = std::min(cores, k_walk_threads) - 1;
+    while (m_parts.size() < 1 + helpers) {
+      m_parts.emplace_back();
+    }
+    std::vector<std::thread> threads;
+    for (unsigned i = 0; i < helpers; ++i) {
+      threads.emplace_back(work, std::ref(m_parts[1 + i]));
+    }
+    work(m_parts.front());
+    for (std::thread& t : threads) {
+      t.join();
+    }
+    if (failure) {
+      std::rethrow_exception(failure);
+    }
+  }
+
+  // Lists one directory and checks its entries; its subdirectories go to `subdirs`.
+  void walk_one(int root_fd, const DirTask& task, WalkPart& out,
+                std::vector<DirTask>& subdirs) const
+  {
+    UniqueFd fd(task.rel.empty() ? ::fcntl(root_fd, F_DUPFD_CLOEXEC, 0)
+                                 : open_beneath(root_fd, task.rel.c_str(),
+                                                O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    DirListing listing(std::move(fd));
     if (!listing.ok()) {
-      offend(escape_for_log(local_dir) + ": " + std::strerror(errno));
+      out.offend(escape_for_log(task.local) + ": " + std::strerror(errno));
       return;
     }
     std::vector<std::string> names;
@@ -199,38 +335,42 @@ private:
       names.emplace_back(*next);
     }
     if (errno != 0) {
-      offend(escape_for_log(local_dir) + ": " + std::strerror(errno));
+      out.offend(escape_for_log(task.local) + ": " + std::strerror(errno));
       return;
     }
-    const std::size_t rules_before = m_rules.size();
-    const std::string rel_dir = relative(prefix);
-    if (has_ignore_file) {
-      read_ignore_file(listing.fd(), local_dir, rel_dir);
+    const std::string rel_dir = relative(task.prefix);
+    std::shared_ptr<const IgnoreRules> rules = task.rules;
+    if (has_ignore_file) { // its rules hold beneath it: its subdirectories share the copy
+      auto own = std::make_shared<IgnoreRules>(*rules);
+      read_ignore_file(listing.fd(), task.local, rel_dir, *own, out);
+      rules = std::move(own);
     }
-    const std::string local_prefix = local_dir == "/" ? "/" : local_dir + "/";
+    const std::string local_prefix = task.local == "/" ? "/" : task.local + "/";
+    const std::size_t first_subdir = subdirs.size();
     for (const auto& entry : names) {
       struct stat st {};
       if (::fstatat(listing.fd(), entry.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-        offend(escape_for_log(local_prefix + entry) + ": " + std::strerror(errno));
+        out.offend(escape_for_log(local_prefix + entry) + ": " + std::strerror(errno));
         continue;
       }
-      if (!m_rules.empty() &&
-          m_rules.ignored(rel_dir.empty() ? entry : rel_dir + "/" + entry, S_ISDIR(st.st_mode))) {
-        ++m_ignored; // before any check: an ignored socket or link is no reason to refuse
+      if (!rules->empty() &&
+          rules->ignored(rel_dir.empty() ? entry : rel_dir + "/" + entry, S_ISDIR(st.st_mode))) {
+        ++out.ignored; // before any check: an ignored socket or link is no reason to refuse
         continue;
       }
-      add(listing.fd(), entry.c_str(), local_prefix + entry,
-          prefix.empty() ? entry : prefix + "/" + entry, st);
+      add(local_prefix + entry, task.prefix.empty() ? entry : task.prefix + "/" + entry, st, rules,
+          out, subdirs);
     }
-    m_rules.truncate(rules_before); // a directory's rules end with it
+    for (std::size_t i = first_subdir; i < subdirs.size(); ++i) {
+      DirTask& sub = subdirs[i];
+      const std::string_view leaf = std::string_view(sub.local).substr(local_prefix.size());
+      sub.rel = task.rel.empty() ? std::string(leaf) : task.rel + "/" + std::string(leaf);
+    }
   }
 
-  std::deque<Found> m_found; // grows without moving what it holds (a tree has 100k+ entries)
-  std::vector<std::string> m_offences;
-  std::size_t m_offence_count = 0;
-  IgnoreRules m_rules;
+  std::deque<WalkPart> m_parts;               // [0]: the calling thread's; one per helper after it
+  std::shared_ptr<const IgnoreRules> m_rules; // the --ignore patterns
   std::string m_root; // bundle path of the directory named on the command line ("" = contents)
-  std::size_t m_ignored = 0;
 };
 
 // Hashes a file in k_hash_chunk reads; returns false with errno set if it cannot be read.
@@ -335,14 +475,10 @@ BundleSource scan_sources(const std::vector<std::string>& args,
   for (const auto& arg : args) {
     scanner.add_argument(arg);
   }
-  auto& found = scanner.found();
   // Sorted by bundle path through pointers: an entry is not moved (the walk yields each
   // directory's names in the filesystem's order, so there is real sorting to do).
   std::vector<Found*> order;
-  order.reserve(found.size());
-  for (Found& f : found) {
-    order.push_back(&f);
-  }
+  scanner.for_each_found([&](Found& f) { order.push_back(&f); });
   std::stable_sort(order.begin(), order.end(),
                    [](const Found* a, const Found* b) { return a->bundle_path < b->bundle_path; });
   for (std::size_t i = 1; i < order.size(); ++i) {
@@ -356,7 +492,7 @@ BundleSource scan_sources(const std::vector<std::string>& args,
 
   BundleSource source;
   source.ignored = scanner.ignored();
-  source.manifest.entries.reserve(found.size());
+  source.manifest.entries.reserve(order.size());
   Bytes buffer; // one read buffer for every file
   std::string cwd;
   std::string key; // the hash cache's key of one file, its memory reused

@@ -248,6 +248,57 @@ TEST_CASE("bundle_source: at most 20 offenders are listed")
   CHECK(msg.find(", and 5 more") != std::string::npos);
 }
 
+TEST_CASE("bundle_source: a wide tree walked by several threads gives one answer every time")
+{
+  // 30 directories of 3 levels, each with files; ignore files at several depths; refusals
+  // spread over the tree. Whichever thread walks which directory, the result is the same.
+  ScratchDir dir;
+  std::vector<std::string> want;
+  REQUIRE(::mkdir((dir / "t").c_str(), 0755) == 0);
+  for (int a = 0; a < 3; ++a) {
+    const std::string da = "a" + std::to_string(a);
+    REQUIRE(::mkdir((dir / ("t/" + da)).c_str(), 0755) == 0);
+    want.push_back(da);
+    for (int b = 0; b < 10; ++b) {
+      const std::string db = da + "/b" + std::to_string(b);
+      REQUIRE(::mkdir((dir / ("t/" + db)).c_str(), 0755) == 0);
+      want.push_back(db);
+      for (int f = 0; f < 5; ++f) {
+        const std::string file = db + "/f" + std::to_string(f) + (f == 4 ? ".o" : ".c");
+        write_file(dir / ("t/" + file), file);
+        // a1/.distcompignore leaves *.o out beneath a1 only; b3 leaves f0.c out beneath it.
+        if (!(a == 1 && f == 4) && !(b == 3 && f == 0)) {
+          want.push_back(file);
+        }
+      }
+      if (b == 3) {
+        write_file(dir / ("t/" + db + "/.distcompignore"), "f0.c\n");
+        want.push_back(db + "/.distcompignore");
+      }
+    }
+  }
+  write_file(dir / "t/a1/.distcompignore", "*.o\n");
+  want.push_back("a1/.distcompignore");
+  std::sort(want.begin(), want.end());
+  for (int round = 0; round < 3; ++round) {
+    CAPTURE(round);
+    CHECK(paths_of(dc::scan_sources({dir / "t/"}).manifest) == want);
+  }
+
+  // 25 links in 25 directories: the 20 listed are the first 20 in order, every time.
+  for (int i = 0; i < 25; ++i) {
+    const std::string link =
+        "t/a" + std::to_string(i % 3) + "/b" + std::to_string(i % 10) + "/l" + std::to_string(i);
+    REQUIRE(::symlink("x", (dir / link).c_str()) == 0);
+  }
+  const std::string first = config_error({dir / "t/"});
+  CHECK(first.find(", and 5 more") != std::string::npos);
+  CHECK(std::count(first.begin(), first.end(), '(') == 20);
+  for (int round = 0; round < 3; ++round) {
+    CHECK(config_error({dir / "t/"}) == first);
+  }
+}
+
 TEST_CASE("bundle_source: BlobCompressor frames pin the size, skip the checksum, are shared")
 {
   ScratchDir dir;
