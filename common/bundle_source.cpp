@@ -470,11 +470,19 @@ Bytes compress_manifest(const Manifest& manifest)
 BundleSource scan_sources(const std::vector<std::string>& args,
                           const std::vector<std::string>& ignore_patterns, HashCache* hashes)
 {
+  return scan_sources(args, ignore_patterns, [hashes] { return hashes; });
+}
+
+BundleSource scan_sources(const std::vector<std::string>& args,
+                          const std::vector<std::string>& ignore_patterns,
+                          const std::function<HashCache*()>& hashes_after_walk)
+{
   init_sodium();
   Scanner scanner(ignore_patterns);
   for (const auto& arg : args) {
     scanner.add_argument(arg);
   }
+  HashCache* const hashes = hashes_after_walk();
   // Sorted by bundle path through pointers: an entry is not moved (the walk yields each
   // directory's names in the filesystem's order, so there is real sorting to do).
   std::vector<Found*> order;

@@ -9,6 +9,7 @@
 #include "common/manifest.hpp"
 
 #include <cstddef>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -49,6 +50,11 @@ struct BundleSource {
 BundleSource scan_sources(const std::vector<std::string>& args,
                           const std::vector<std::string>& ignore_patterns = {},
                           HashCache* hashes = nullptr);
+// The same, asking for the hash cache only once the walk is done (null: none), so that loading
+// it can overlap the walk.
+BundleSource scan_sources(const std::vector<std::string>& args,
+                          const std::vector<std::string>& ignore_patterns,
+                          const std::function<HashCache*()>& hashes_after_walk);
 
 // What a file of mode `mode` is, for messages ("symbolic link", "fifo", "socket", "character
 // device", "block device", "special file"), or nullptr for a regular file or a directory: the only

@@ -3,6 +3,7 @@
 #include "common/log.hpp"
 
 #include <algorithm>
+#include <future>
 #include <utility>
 
 namespace dc::master {
@@ -15,12 +16,20 @@ BundleScan::BundleScan(const asio::any_io_executor& ex, RunPlan& plan,
   // Everything the thread touches is its own until the result is posted to the io thread.
   m_thread = std::thread([this, options = &plan.options] {
     try {
-      std::optional<HashCache> hashes;
+      // The hash cache loads (a file of ~100 bytes per entry) while the tree is walked.
+      std::future<HashCache> loading;
       if (options->hash_cache) {
-        hashes.emplace(default_hash_cache_path());
+        loading =
+            std::async(std::launch::async, [] { return HashCache(default_hash_cache_path()); });
       }
+      std::optional<HashCache> hashes;
       auto bundle = std::make_unique<BundleSource>(
-          scan_sources(options->send, options->ignore, hashes ? &*hashes : nullptr));
+          scan_sources(options->send, options->ignore, [&]() -> HashCache* {
+            if (loading.valid()) {
+              hashes.emplace(loading.get());
+            }
+            return hashes ? &*hashes : nullptr;
+          }));
       if (hashes) {
         log_debug("--send: %zu files read, %zu unchanged since the hash cache saw them",
                   bundle->files_read, hashes->hits());
