@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 namespace dc {
@@ -43,6 +44,28 @@ bool read_events(int fd, OnEvent&& on_event)
   }
 }
 
+// Whether every change to a file there goes through this kernel's VFS, so inotify sees it: local
+// filesystems only. On NFS, SMB, FUSE or an overlay's lower layer a change can come from
+// elsewhere and queue nothing here; such a tree is not watched (the reconcile stats it).
+bool watchable_filesystem(int fd)
+{
+  struct statfs fs {};
+  if (::fstatfs(fd, &fs) != 0) {
+    return false;
+  }
+  switch (static_cast<unsigned long>(fs.f_type)) {
+  case 0xEF53UL:     // ext2/3/4
+  case 0x58465342UL: // xfs
+  case 0x9123683EUL: // btrfs
+  case 0x01021994UL: // tmpfs
+  case 0xF2F52010UL: // f2fs
+  case 0x2FC12FC1UL: // zfs
+    return true;
+  default:
+    return false;
+  }
+}
+
 } // namespace
 
 std::size_t TreeWatch::index_of(const std::string& path) const
@@ -64,7 +87,7 @@ std::shared_ptr<TreeWatch> TreeWatch::start(int root_fd, const std::string& root
                                             std::shared_ptr<TreeWatch> previous,
                                             const std::vector<std::string>& leave_alone)
 {
-  if (1 + tree.dirs.size() + tree.files.size() > k_max_entries) {
+  if (1 + tree.dirs.size() + tree.files.size() > k_max_entries || !watchable_filesystem(root_fd)) {
     return nullptr;
   }
   std::shared_ptr<TreeWatch> watch(new TreeWatch());

@@ -36,7 +36,8 @@ public:
   // kept and its last snapshot vouched for, the rest go. Directories are stat'ed once their watch
   // is in place, except settled ones the snapshot vouched for (nothing changed them since); files
   // keep their recorded stamps (only the writer touched them since). Returns
-  // null if the tree is too large or a watch cannot be added (inotify limits).
+  // null if the tree is too large, on a filesystem not known to be local (ext4, xfs, btrfs,
+  // tmpfs, f2fs, zfs), or a watch cannot be added (inotify limits).
   static std::shared_ptr<TreeWatch> start(int root_fd, const std::string& root_path,
                                           const ReusableTree& tree,
                                           std::shared_ptr<TreeWatch> previous,

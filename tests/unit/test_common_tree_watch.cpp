@@ -254,9 +254,22 @@ TEST_CASE("tree watch: a settled directory keeps the stamp the last snapshot vou
   CHECK(paths(*after) == Paths{"a.txt", "sub", "sub/b.txt", "sub/deep/c.txt"});
 }
 
-TEST_CASE("tree watch: a tree larger than the cap is not watched")
+TEST_CASE("tree watch: a tree larger than the cap, or not on a local filesystem, is not watched")
 {
   Tree t;
-  t.tree.files.resize(dc::TreeWatch::k_max_entries);
-  CHECK(dc::TreeWatch::start(t.root_fd.get(), t.root, t.tree, nullptr, {".tmp"}) == nullptr);
+  SUBCASE("too large")
+  {
+    t.tree.files.resize(dc::TreeWatch::k_max_entries);
+    CHECK(dc::TreeWatch::start(t.root_fd.get(), t.root, t.tree, nullptr, {".tmp"}) == nullptr);
+  }
+  SUBCASE("a filesystem whose changes may bypass this kernel's VFS (here: procfs)")
+  {
+    // Every watch could be added there (inotify accepts procfs), yet nothing would be seen.
+    const std::string dir = "/proc/" + std::to_string(::getpid());
+    const dc::UniqueFd proc(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    REQUIRE(proc.get() >= 0);
+    dc::ReusableTree tree;
+    tree.files = {{"status", {}, {}, false}};
+    CHECK(dc::TreeWatch::start(proc.get(), dir, tree, nullptr, {}) == nullptr);
+  }
 }
