@@ -93,8 +93,7 @@ struct WalkPart {
 // through a symlink.
 struct DirTask {
   std::string local;  // its path as the user would write it (messages, ignore files)
-  std::string rel;    // its path below the named directory ("" = that one)
-  std::string prefix; // its bundle path
+  std::string prefix; // its bundle path (below the named directory: relative(prefix))
   std::shared_ptr<const IgnoreRules> rules; // its parents' rules, its own file's not yet read
 };
 
@@ -142,7 +141,7 @@ public:
     if (contents && S_ISDIR(st.st_mode)) {
       m_root.clear();
       const std::string dir = base.empty() ? "/" : base;
-      walk(DirTask{dir, "", "", m_rules}, true); // "link/" names the directory a link points to
+      walk(DirTask{dir, "", m_rules}, true); // "link/" names the directory a link points to
     } else {
       m_root = name;
       std::vector<DirTask> tree;
@@ -210,7 +209,7 @@ private:
     }
     out.found.push_back({bundle_path, local, FileStamp::of(st)});
     if (S_ISDIR(st.st_mode)) {
-      subdirs.push_back(DirTask{local, "", bundle_path, rules});
+      subdirs.push_back(DirTask{local, bundle_path, rules});
     }
   }
 
@@ -320,9 +319,10 @@ private:
   void walk_one(int root_fd, const DirTask& task, WalkPart& out,
                 std::vector<DirTask>& subdirs) const
   {
-    UniqueFd fd(task.rel.empty() ? ::fcntl(root_fd, F_DUPFD_CLOEXEC, 0)
-                                 : open_beneath(root_fd, task.rel.c_str(),
-                                                O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    const std::string rel_dir = relative(task.prefix); // "" = the named directory
+    UniqueFd fd(rel_dir.empty() ? ::fcntl(root_fd, F_DUPFD_CLOEXEC, 0)
+                                : open_beneath(root_fd, rel_dir.c_str(),
+                                               O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     DirListing listing(std::move(fd));
     if (!listing.ok()) {
       out.offend(escape_for_log(task.local) + ": " + std::strerror(errno));
@@ -338,7 +338,6 @@ private:
       out.offend(escape_for_log(task.local) + ": " + std::strerror(errno));
       return;
     }
-    const std::string rel_dir = relative(task.prefix);
     std::shared_ptr<const IgnoreRules> rules = task.rules;
     if (has_ignore_file) { // its rules hold beneath it: its subdirectories share the copy
       auto own = std::make_shared<IgnoreRules>(*rules);
@@ -346,7 +345,6 @@ private:
       rules = std::move(own);
     }
     const std::string local_prefix = task.local == "/" ? "/" : task.local + "/";
-    const std::size_t first_subdir = subdirs.size();
     for (const auto& entry : names) {
       struct stat st {};
       if (::fstatat(listing.fd(), entry.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
@@ -360,11 +358,6 @@ private:
       }
       add(local_prefix + entry, task.prefix.empty() ? entry : task.prefix + "/" + entry, st, rules,
           out, subdirs);
-    }
-    for (std::size_t i = first_subdir; i < subdirs.size(); ++i) {
-      DirTask& sub = subdirs[i];
-      const std::string_view leaf = std::string_view(sub.local).substr(local_prefix.size());
-      sub.rel = task.rel.empty() ? std::string(leaf) : task.rel + "/" + std::string(leaf);
     }
   }
 

@@ -735,8 +735,9 @@ ReusableTree BundleWriter::written_tree(timespec sealed) const
   if (m_phase != Phase::finished) {
     return tree; // nothing reusable from a bundle that did not complete
   }
-  const auto& kept_files = m_reconciled.kept_files; // empty unless a tree was reused
-  const auto& kept_dirs = m_reconciled.kept_dirs;   // sorted
+  const auto& kept_files = m_reconciled.kept_files;     // empty unless a tree was reused
+  const auto& kept_dirs = m_reconciled.kept_dirs;       // sorted
+  const auto& settled_dirs = m_reconciled.settled_dirs; // sorted
   tree.files.reserve(m_entry_of_file.size());
   tree.dirs.reserve(m_manifest.entries.size() - m_entry_of_file.size());
   std::size_t f = 0;
@@ -746,7 +747,6 @@ ReusableTree BundleWriter::written_tree(timespec sealed) const
       tree.files.push_back(WrittenFile{e.path, e.hash, m_stamps[f], kept});
       ++f;
     } else {
-      const auto& settled_dirs = m_reconciled.settled_dirs; // sorted
       const bool kept = std::binary_search(kept_dirs.begin(), kept_dirs.end(), e.path);
       const bool settled = std::binary_search(settled_dirs.begin(), settled_dirs.end(), e.path);
       tree.dirs.push_back(WrittenDir{e.path, kept, settled});

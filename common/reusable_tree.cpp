@@ -98,7 +98,7 @@ public:
   Reconciled run(int root_fd)
   {
     Dir root(root_fd);
-    walk(root, "", 0, m_manifest.entries.size());
+    walk(root, "", 0, m_manifest.entries.size(), listed_whole(""));
     std::sort(m_out.kept_dirs.begin(), m_out.kept_dirs.end());
     std::sort(m_out.settled_dirs.begin(), m_out.settled_dirs.end());
     return std::move(m_out);
@@ -117,7 +117,8 @@ private:
   // `prefix` is a directory of the manifest ("" = root) whose entries beneath it are [lo, hi).
   // Returns whether its own entries are already what the manifest wants: nothing moved out of it
   // and every child kept, so nothing will be added to or removed from it (its mtime stays).
-  bool walk(Dir& dir, const std::string& prefix, std::size_t lo, std::size_t hi)
+  // `listed`: the snapshot listed it whole (its names need no listing again).
+  bool walk(Dir& dir, const std::string& prefix, std::size_t lo, std::size_t hi, bool listed)
   {
     // Its children in name order: beneath "P", sorted paths put the children "P/x" in the order
     // of x (grandchildren interleave and are skipped).
@@ -131,7 +132,6 @@ private:
     }
     // The snapshot's entries beneath it (all of them for the root): its children are there.
     SnapshotRange snap{};
-    bool listed = false; // the snapshot listed this directory whole
     if (m_snapshot != nullptr) {
       const auto& all = m_snapshot->entries;
       const auto below = [](const std::pair<std::string, FileStamp>& e, const std::string& p) {
@@ -142,8 +142,6 @@ private:
       snap.end =
           prefix.empty() ? all.end() : std::lower_bound(snap.begin, all.end(), prefix + "0", below);
       snap.skip = skip;
-      listed = std::binary_search(m_snapshot->listed_dirs.begin(), m_snapshot->listed_dirs.end(),
-                                  prefix);
     }
     std::size_t kept = 0;
     bool moved_out = false;
@@ -205,9 +203,8 @@ private:
       Dir sub(dir, name, entry->path);
       // Listed whole by the snapshot, with the writer's mode: opened only if something in it
       // must move or be stat'ed (a job cannot have made it unreadable unseen).
-      const bool lazy = (st.mode & 07777) == k_dir_mode && m_snapshot != nullptr &&
-                        std::binary_search(m_snapshot->listed_dirs.begin(),
-                                           m_snapshot->listed_dirs.end(), entry->path);
+      const bool listed = listed_whole(entry->path);
+      const bool lazy = listed && (st.mode & 07777) == k_dir_mode;
       if (lazy || sub.open_now()) {
         if ((st.mode & 07777) != k_dir_mode && ::fchmod(sub.fd(), k_dir_mode) != 0) {
           fail("cannot chmod", entry->path);
@@ -223,7 +220,7 @@ private:
             sub_lo, begin + static_cast<std::ptrdiff_t>(hi), entry->path + "0", // '0' follows '/'
             [](const ManifestEntry& e, const std::string& p) { return e.path < p; });
         const bool settled = walk(sub, entry->path, static_cast<std::size_t>(sub_lo - begin),
-                                  static_cast<std::size_t>(sub_hi - begin));
+                                  static_cast<std::size_t>(sub_hi - begin), listed);
         if (settled && st.mtime.tv_sec == entry->mtime_s &&
             st.mtime.tv_nsec == static_cast<long>(entry->mtime_ns)) {
           m_out.settled_dirs.push_back(entry->path);
@@ -250,6 +247,12 @@ private:
     }
     ++m_out.moved_out;
     return Outcome::moved_out;
+  }
+
+  bool listed_whole(const std::string& dir) const
+  {
+    return m_snapshot != nullptr &&
+           std::binary_search(m_snapshot->listed_dirs.begin(), m_snapshot->listed_dirs.end(), dir);
   }
 
   // The lstat of `name` in `dir_fd`: from the snapshot (`snap`: its entries beneath that

@@ -68,10 +68,10 @@ bool watchable_filesystem(int fd)
 
 } // namespace
 
-std::size_t TreeWatch::index_of(const std::string& path) const
+std::size_t TreeWatch::index_of(std::string_view path) const
 {
   const auto it = std::lower_bound(m_entries.begin(), m_entries.end(), path,
-                                   [](const Entry& e, const std::string& p) { return e.path < p; });
+                                   [](const Entry& e, std::string_view p) { return e.path < p; });
   return it != m_entries.end() && it->path == path
              ? static_cast<std::size_t>(it - m_entries.begin())
              : m_entries.size();
@@ -123,7 +123,9 @@ std::shared_ptr<TreeWatch> TreeWatch::start(int root_fd, const std::string& root
   for (std::size_t i = 1; i < entries.size(); ++i) {
     const std::size_t slash = entries[i].path.rfind('/');
     const std::size_t parent =
-        slash == std::string::npos ? 0 : watch->index_of(entries[i].path.substr(0, slash));
+        slash == std::string::npos
+            ? 0
+            : watch->index_of(std::string_view(entries[i].path).substr(0, slash));
     if (parent >= i || !entries[parent].dir) {
       return nullptr; // not a tree (a manifest always has the parents of its entries)
     }

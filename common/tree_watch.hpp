@@ -19,6 +19,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -64,7 +65,7 @@ private:
   };
 
   TreeWatch() = default;
-  std::size_t index_of(const std::string& path) const; // entries.size() if not there
+  std::size_t index_of(std::string_view path) const; // entries.size() if not there
   void discard_events() const;
 
   UniqueFd m_fd;                                      // the inotify instance
