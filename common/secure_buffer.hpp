@@ -1,6 +1,6 @@
 #pragma once
-// Memory for secrets: sodium_malloc'd (guard pages, mlock'd: kept out of swap), zeroed when
-// released, then kept in a small process-wide pool for reuse or freed by sodium_free.
+// Memory for secrets: sodium_malloc'd (guard pages, mlock'd: kept out of swap, not in core
+// dumps) and zeroed when released. Small secrets share guarded arenas (see secure_buffer.cpp).
 
 #include "common/bytes.hpp"
 
@@ -12,6 +12,9 @@ namespace dc {
 // Calls sodium_init() once per process; safe to call from anywhere, any number of times. Throws
 // std::runtime_error if libsodium cannot initialise (no usable randomness source).
 void init_sodium();
+
+// Secrets up to this size take a slot of a shared arena; larger ones a sodium_malloc of their own.
+inline constexpr std::size_t k_secret_slot_size = 64;
 
 // Move-only owner of `size()` bytes of secret memory. A moved-from or zero-sized buffer holds
 // no memory (data() is nullptr).

@@ -4,8 +4,10 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 TEST_CASE("secure_buffer: holds n writable bytes and moves ownership")
 {
@@ -35,7 +37,7 @@ TEST_CASE("secure_buffer: holds n writable bytes and moves ownership")
   CHECK_NOTHROW(dc::init_sodium());
 }
 
-TEST_CASE("secure_buffer: a released buffer is reused only after its secret was wiped")
+TEST_CASE("secure_buffer: a released slot is reused only after its secret was wiped")
 {
   const std::uint8_t* where = nullptr;
   {
@@ -43,12 +45,34 @@ TEST_CASE("secure_buffer: a released buffer is reused only after its secret was 
     std::memset(secret.data(), 0xab, secret.size());
     where = secret.data();
   }
-  dc::SecureBuffer next(48); // one thread: the pool hands back the buffer just released
+  dc::SecureBuffer next(dc::k_secret_slot_size); // one thread: the slot just released comes back
   REQUIRE(next.data() == where);
   for (std::size_t i = 0; i < next.size(); ++i) {
     CHECK(next.data()[i] == 0);
   }
-  next = dc::SecureBuffer(0);      // released to the pool again
-  dc::SecureBuffer other_size(47); // never a pooled buffer of another size
-  CHECK(other_size.data() != where);
+}
+
+TEST_CASE("secure_buffer: many live secrets get distinct, non-overlapping memory")
+{
+  // More than one arena's worth, all alive at once (a master's sessions in flight).
+  std::vector<dc::SecureBuffer> live;
+  for (std::size_t i = 0; i < 1000; ++i) {
+    live.emplace_back(i % 2 == 0 ? 32 : dc::k_secret_slot_size);
+    std::memset(live.back().data(), int(i % 251), live.back().size());
+  }
+  live.emplace_back(dc::k_secret_slot_size + 1); // larger: a sodium_malloc of its own
+  std::memset(live.back().data(), 0xee, live.back().size());
+  std::vector<std::pair<const std::uint8_t*, std::size_t>> ranges;
+  for (std::size_t i = 0; i < live.size(); ++i) {
+    const auto& b = live[i];
+    const int fill = i < 1000 ? int(i % 251) : 0xee;
+    for (std::size_t j = 0; j < b.size(); ++j) {
+      REQUIRE(b.data()[j] == fill); // nobody else wrote into this secret
+    }
+    ranges.emplace_back(b.data(), b.size());
+  }
+  std::sort(ranges.begin(), ranges.end());
+  for (std::size_t i = 1; i < ranges.size(); ++i) {
+    CHECK(ranges[i - 1].first + ranges[i - 1].second <= ranges[i].first);
+  }
 }
