@@ -25,17 +25,15 @@ class MsgEndpoint : public std::enable_shared_from_this<MsgEndpoint> {
 public:
   using local_socket = asio::local::stream_protocol::socket;
 
-  // Creates the listening socket: `<job_dir>/.msg` when that path fits a socket address, else in
-  // a fresh 0700 directory under /tmp. Throws std::system_error.
-  MsgEndpoint(Channel& channel, std::uint32_t rank, std::uint32_t size, const std::string& job_dir,
-              std::string label);
-  ~MsgEndpoint();
+  // Creates the listening socket, an abstract one with a random name. Throws std::system_error.
+  MsgEndpoint(Channel& channel, std::uint32_t rank, std::uint32_t size, std::string label);
   MsgEndpoint(const MsgEndpoint&) = delete;
   MsgEndpoint& operator=(const MsgEndpoint&) = delete;
 
   std::uint32_t rank() const { return m_rank; }
   std::uint32_t size() const { return m_size; }
-  const std::string& socket_path() const { return m_path; }
+  // For DISTCOMP_MSG_SOCKET: `@` then the abstract name (the clients turn `@` into a NUL).
+  std::string socket_address() const { return "@" + m_name; }
 
   // Starts accepting the job's connections.
   void start();
@@ -46,8 +44,8 @@ public:
   void on_end(ByteView body);
   void on_barrier(ByteView body);
   void on_active(ByteView body);
-  // Session end: stops accepting, closes every connection of the job, waits for their coroutines
-  // and removes the socket.
+  // Session end: stops accepting (the abstract name is gone with the socket), closes every
+  // connection of the job and waits for their coroutines.
   awaitable<void> close();
 
 private:
@@ -97,8 +95,7 @@ private:
   std::uint32_t m_rank;
   std::uint32_t m_size;
   std::string m_label;
-  std::string m_dir;  // a directory we created for the socket, removed at close; else empty
-  std::string m_path; // the socket
+  std::string m_name; // the abstract socket's name (without the leading NUL)
   asio::local::stream_protocol::acceptor m_acceptor;
   std::set<std::shared_ptr<local_socket>> m_clients;
   std::unordered_map<std::uint32_t, Source> m_sources;

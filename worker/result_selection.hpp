@@ -23,7 +23,7 @@ struct ResultSelection {
 };
 
 // Walks `job_dir` (absolute) for `patterns` (checked with split_fetch_pattern). Entries named in
-// `internal` (the worker's own ".tmp" and ".msg") are left out at the top of the job dir unless a
+// `internal` (the worker's own ".tmp") are left out at the top of the job dir unless a
 // pattern names them literally. Throws ConfigError for a bad pattern, BundleError
 // ("bundle_too_large") when the selection exceeds limits.max_entries or limits.max_bytes, and
 // std::system_error when the job dir cannot be opened.

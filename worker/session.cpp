@@ -466,7 +466,7 @@ std::vector<std::string> Session::job_environment(const RunBody& run) const
   }
   if (m_msg) {
     // The endpoint and the three clients, with no install step on the node.
-    env["DISTCOMP_MSG_SOCKET"] = m_msg->socket_path();
+    env["DISTCOMP_MSG_SOCKET"] = m_msg->socket_address();
     const ClientFiles& files = m_state.client_files;
     const auto prepend = [&env](const std::string& name, const std::string& dir) {
       if (!dir.empty()) {
@@ -590,7 +590,7 @@ awaitable<void> Session::on_fetch_record(const Record& record)
       }
       auto fetch = std::make_unique<Fetch>();
       fetch->selection =
-          select_results(m_job_dir, request.paths, {".tmp", ".msg"}, m_state.options.limits.bundle);
+          select_results(m_job_dir, request.paths, {".tmp"}, m_state.options.limits.bundle);
       fetch->blobs =
           std::make_unique<BlobCompressor>(fetch->selection.source, 3, k_fetch_blob_memory);
       const ResultSelection& sel = fetch->selection;
@@ -711,8 +711,7 @@ awaitable<bool> Session::open_msg_endpoint(const RunBody& run)
   }
   std::string failure;
   try {
-    m_msg =
-        std::make_shared<MsgEndpoint>(m_channel, run.msg->rank, run.msg->size, m_job_dir, m_label);
+    m_msg = std::make_shared<MsgEndpoint>(m_channel, run.msg->rank, run.msg->size, m_label);
     m_msg->start();
   } catch (const std::system_error& e) {
     m_msg.reset();

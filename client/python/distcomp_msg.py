@@ -50,7 +50,8 @@ class Client:
                            "(not run by a distcomp worker with messaging?)")
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self._sock.connect(path)
+            # "@name" is an abstract socket (what the worker uses): a NUL, then the name.
+            self._sock.connect("\0" + path[1:] if path.startswith("@") else path)
         except OSError as e:
             self._sock.close()
             raise MsgError("distcomp messages: cannot connect to %s: %s" % (path, e.strerror)) from None

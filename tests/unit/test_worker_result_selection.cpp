@@ -25,7 +25,7 @@ public:
   const std::string& path = TempDir::path();
 };
 
-const std::set<std::string> k_internal{".tmp", ".msg"};
+const std::set<std::string> k_internal{".tmp"};
 
 dc::worker::ResultSelection select(const JobDir& job, const std::vector<std::string>& patterns,
                                    const dc::BundleLimits& limits = {})
@@ -80,12 +80,11 @@ TEST_CASE("result selection: globs match per component, and patterns that match 
   CHECK(s.missing == std::vector<std::string>{"missing.txt", "nope/*"});
 }
 
-TEST_CASE("result selection: '.' is the whole job dir without the worker's own .tmp and .msg")
+TEST_CASE("result selection: '.' is the whole job dir without the worker's own .tmp")
 {
   JobDir job;
   job.file("a.txt");
   job.file(".tmp/scratch");
-  job.file(".msg/state");
   job.file(".config/keep");
   CHECK(paths(select(job, {"."})) == Paths{"d:.config", "f:.config/keep", "f:a.txt"});
   CHECK(paths(select(job, {"*"})) == Paths{"f:a.txt"});

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -48,14 +49,21 @@ public:
       throw MsgError("distcomp messages: DISTCOMP_MSG_SOCKET is not set (not run by a distcomp "
                      "worker with messaging?)");
     }
+    // `@name` is an abstract socket (what the worker uses): a NUL, then the name, no terminator.
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
-    if (std::strlen(path) >= sizeof addr.sun_path) {
-      throw MsgError("distcomp messages: socket path too long");
+    const std::size_t n = std::strlen(path);
+    if (n >= sizeof addr.sun_path) {
+      throw MsgError("distcomp messages: socket address too long");
     }
-    std::strcpy(addr.sun_path, path);
+    std::memcpy(addr.sun_path, path, n);
+    socklen_t addr_len = sizeof addr;
+    if (path[0] == '@') {
+      addr.sun_path[0] = '\0';
+      addr_len = socklen_t(offsetof(sockaddr_un, sun_path) + n);
+    }
     m_fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (m_fd < 0 || ::connect(m_fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    if (m_fd < 0 || ::connect(m_fd, reinterpret_cast<sockaddr*>(&addr), addr_len) != 0) {
       const int e = errno;
       close_fd();
       throw MsgError(std::string("distcomp messages: cannot connect to ") + path + ": " +
