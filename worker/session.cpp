@@ -224,9 +224,6 @@ awaitable<void> Session::on_hello(const Record& record)
   if (m_job_fd < 0) {
     throw std::system_error(errno, std::generic_category(), "open job dir");
   }
-  if (mkdirat(m_job_fd, ".tmp", 0700) != 0) {
-    throw std::system_error(errno, std::generic_category(), "mkdir job TMPDIR");
-  }
   m_job_marker = "DISTCOMP_JOB_SESSION=" + m_channel.session_id();
   log_info("%s: authenticated", m_label.c_str());
   if (hello.bundle) {

@@ -4,20 +4,53 @@
 #include "common/log.hpp"
 #include "common/remove_tree.hpp"
 
+#include <sodium.h>
+
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fcntl.h>
 #include <filesystem>
+#include <optional>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <system_error>
 #include <unistd.h>
 #include <utility>
+#include <vector>
 
 namespace dc::worker {
 namespace {
 constexpr const char* k_job_prefix = "job-";
 constexpr const char* k_kept_prefix = "kept-";
+constexpr const char* k_job_tmp = ".tmp";
+
+// The names in directory `path` (not . and ..); nullopt if it cannot be listed.
+std::optional<std::vector<std::string>> names_in(const std::string& path)
+{
+  std::error_code ec;
+  std::vector<std::string> names;
+  for (std::filesystem::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) {
+    names.push_back(it->path().filename().string());
+  }
+  if (ec) {
+    return std::nullopt;
+  }
+  return names;
+}
+
+// mkdtemp's six characters.
+std::string random_suffix()
+{
+  static constexpr char k_chars[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  std::string s(6, 'x');
+  for (char& c : s) {
+    c = k_chars[randombytes_uniform(sizeof k_chars - 1)];
+  }
+  return s;
+}
+
 } // namespace
 
 std::string Workdir::default_path()
@@ -80,6 +113,9 @@ Workdir::~Workdir()
   if (m_remover.joinable()) {
     m_remover.join();
   }
+  if (!m_spare.empty()) {
+    remove_tree(m_spare);
+  }
   if (m_lock_fd >= 0) {
     close(m_lock_fd);
   }
@@ -126,17 +162,98 @@ void Workdir::remove_loop()
     }
     const std::string path = std::move(m_doomed.front());
     m_doomed.pop_front();
+    m_removing = true;
+    const bool want_spare = m_spare.empty() && !m_closing;
     lock.unlock();
-    remove_tree(path);
+    std::string spare = want_spare ? recycle(path) : std::string();
+    if (spare.empty()) {
+      remove_tree(path);
+    }
     lock.lock();
+    if (!spare.empty() && (!m_spare.empty() || m_closing)) {
+      lock.unlock();
+      remove_tree(spare);
+      lock.lock();
+    } else if (!spare.empty()) {
+      m_spare = std::move(spare);
+    }
+    m_removing = false;
+    if (m_doomed.empty()) {
+      m_drained.notify_all();
+    }
   }
 }
 
-std::string Workdir::create_job_dir(bool keep) const
+void Workdir::wait_removed()
 {
+  std::unique_lock lock(m_mutex);
+  m_drained.wait(lock, [this] { return m_doomed.empty() && !m_removing; });
+}
+
+std::string Workdir::recycle(const std::string& path) const
+{
+  // Only a job dir of ours, right below the workdir, reached without a symlink.
+  struct stat st {};
+  if (path.rfind(m_path + "/" + k_job_prefix, 0) != 0 ||
+      path.find('/', m_path.size() + 1) != std::string::npos || lstat(path.c_str(), &st) != 0 ||
+      !S_ISDIR(st.st_mode) || st.st_uid != geteuid() || chmod(path.c_str(), 0700) != 0) {
+    return {};
+  }
+  const std::string tmp = path + "/" + k_job_tmp;
+  const auto names = names_in(path);
+  if (!names) {
+    return {};
+  }
+  for (const std::string& name : *names) {
+    if (name != k_job_tmp) {
+      remove_tree(path + "/" + name); // never follows a symlink
+    }
+  }
+  if (lstat(tmp.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    remove_tree(tmp);
+    if (mkdir(tmp.c_str(), 0700) != 0) {
+      return {};
+    }
+  } else if (chmod(tmp.c_str(), 0700) == 0) {
+    for (const std::string& name : names_in(tmp).value_or(std::vector<std::string>{})) {
+      remove_tree(tmp + "/" + name);
+    }
+  }
+  // Fresh means nothing left: not a file that would not go, nor one a straggler just wrote.
+  const auto left = names_in(path);
+  const auto left_tmp = names_in(tmp);
+  if (!left || *left != std::vector<std::string>{k_job_tmp} || !left_tmp || !left_tmp->empty()) {
+    return {};
+  }
+  // A new name, as mkdtemp would give: a job's path is never the one the last job had.
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    std::string fresh = m_path + "/" + k_job_prefix + random_suffix();
+    if (renameat2(AT_FDCWD, path.c_str(), AT_FDCWD, fresh.c_str(), RENAME_NOREPLACE) == 0) {
+      return fresh;
+    }
+    if (errno != EEXIST) {
+      return {};
+    }
+  }
+  return {};
+}
+
+std::string Workdir::create_job_dir(bool keep)
+{
+  if (!keep) {
+    const std::lock_guard lock(m_mutex);
+    if (!m_spare.empty()) {
+      return std::exchange(m_spare, {});
+    }
+  }
   std::string templ = m_path + "/" + (keep ? k_kept_prefix : k_job_prefix) + "XXXXXX";
   if (mkdtemp(templ.data()) == nullptr) {
     throw std::system_error(errno, std::generic_category(), "mkdtemp");
+  }
+  if (mkdir((templ + "/" + k_job_tmp).c_str(), 0700) != 0) {
+    const int e = errno;
+    ::rmdir(templ.c_str());
+    throw std::system_error(e, std::generic_category(), "mkdir job TMPDIR");
   }
   return templ;
 }

@@ -18,18 +18,6 @@ bool job_gone(const std::string& job)
   return processes_with_env("DISTCOMP_JOB_ID=" + job).empty();
 }
 
-std::vector<std::string> job_dirs(const std::string& workdir)
-{
-  std::vector<std::string> out;
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(workdir, ec)) {
-    if (e.path().filename().string().rfind("job-", 0) == 0) {
-      out.push_back(e.path().string());
-    }
-  }
-  return out;
-}
-
 // A job that says who it is and where, then sleeps until it is stopped.
 const std::string k_sleeper =
     "echo \"job=$DISTCOMP_JOB_ID\"; echo \"dir=$(pwd)\"; echo ready; sleep 300";
@@ -106,8 +94,8 @@ TEST_CASE(
   CHECK(contains(run.summary_of(c[0].address()), "cancelled"));
   CHECK(contains(run.summary_of(c[1].address()), "cancelled"));
   CHECK(wait_until([&] { return job_gone(job); }));
-  CHECK(wait_until([&] { return job_dirs(c[0].workdir()).empty(); }));
-  CHECK(wait_until([&] { return job_dirs(c[1].workdir()).empty(); }));
+  CHECK(wait_until([&] { return used_job_dirs(c[0].workdir()).empty(); }));
+  CHECK(wait_until([&] { return used_job_dirs(c[1].workdir()).empty(); }));
 }
 
 TEST_CASE(
@@ -149,7 +137,7 @@ TEST_CASE("e2e: failures: a worker stopped with SIGTERM mid-job exits 0 promptly
   // The job dies at its SIGTERM; kill grace 1 s: nothing to wait for beyond that.
   CHECK(std::chrono::steady_clock::now() - stopping < 4s);
   CHECK(c[0].log().find("did not end in time") == std::string::npos);
-  CHECK(job_dirs(c[0].workdir()).empty());
+  CHECK(used_job_dirs(c[0].workdir()).empty());
   CHECK(master.wait_stdout(c[0].address() + " | tail [no newline]\n", 20s));
   // The other node keeps running until we interrupt the master.
   CHECK(c[1].running());
@@ -184,7 +172,7 @@ TEST_CASE(
   CHECK(contains(line, "lost"));
   CHECK(contains(line, "shut down"));
   CHECK(job_gone(job));
-  CHECK(job_dirs(c[0].workdir()).empty());
+  CHECK(used_job_dirs(c[0].workdir()).empty());
 }
 
 TEST_CASE("e2e: failures: an idle worker stopped with SIGTERM exits 0 promptly")

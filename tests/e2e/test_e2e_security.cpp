@@ -83,24 +83,11 @@ void check_alive(const t::WorkerProcess& worker, const std::string& key, const t
   CHECK(worker.running());
 }
 
-std::vector<std::string> job_dirs(const t::WorkerProcess& worker)
-{
-  std::vector<std::string> out;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(worker.workdir(), ec)) {
-    const std::string name = e.path().filename().string();
-    if (name.rfind("job-", 0) == 0) {
-      out.push_back(name);
-    }
-  }
-  return out;
-}
-
-// Polls (with a deadline) until the worker's base dir holds no job dir.
+// Polls (with a deadline) until the worker's base dir holds no job dir but the empty spare.
 bool no_job_dirs(const t::WorkerProcess& worker, std::chrono::milliseconds timeout = 5s)
 {
   const auto until = Clock::now() + timeout;
-  while (!job_dirs(worker).empty()) {
+  while (!t::used_job_dirs(worker.workdir()).empty()) {
     if (Clock::now() >= until) {
       return false;
     }

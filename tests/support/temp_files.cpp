@@ -48,4 +48,26 @@ bool exists(const std::string& path)
   return lstat(path.c_str(), &st) == 0;
 }
 
+std::vector<std::string> used_job_dirs(const std::string& workdir)
+{
+  namespace fs = std::filesystem;
+  const auto is_spare = [](const fs::path& dir) {
+    std::error_code ec;
+    std::vector<std::string> names;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      names.push_back(it->path().filename().string());
+    }
+    return !ec && names == std::vector<std::string>{".tmp"} && !fs::is_symlink(dir / ".tmp") &&
+           fs::is_directory(dir / ".tmp", ec) && fs::is_empty(dir / ".tmp", ec) && !ec;
+  };
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (fs::directory_iterator it(workdir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->path().filename().string().rfind("job-", 0) == 0 && !is_spare(it->path())) {
+      out.push_back(it->path().string());
+    }
+  }
+  return out;
+}
+
 } // namespace dc::test

@@ -3,6 +3,7 @@
 // tests can compile it in without the process helpers (and their build in the sanitizer run).
 
 #include <string>
+#include <vector>
 
 namespace dc::test {
 
@@ -24,5 +25,9 @@ private:
 void write_file(const std::string& path, const std::string& content, int mode = 0644);
 std::string read_file(const std::string& path);
 bool exists(const std::string& path);
+
+// The job dirs (`job-*`, full paths) in a worker's base dir that hold anything. The spare a
+// worker keeps ready for its next job (nothing in it but an empty .tmp) is not a job's leftover.
+std::vector<std::string> used_job_dirs(const std::string& workdir);
 
 } // namespace dc::test
