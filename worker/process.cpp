@@ -302,6 +302,16 @@ bool orphan_uses(const std::string& dir)
   return false;
 }
 
+bool have_orphans()
+{
+  for (pid_t pid : our_children()) {
+    if (live_children().count(pid) == 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
 void reap_orphans()
 {
   for (pid_t pid : our_children()) {

@@ -64,6 +64,9 @@ bool become_subreaper();
 // Kills (SIGKILL) every process re-parented to us whose environment carries `marker`
 // ("DISTCOMP_JOB_ID=…"). Returns how many it signalled. Best effort.
 int kill_orphans_with_marker(const std::string& marker);
+// Whether any process re-parented to us is left (running or not yet reaped) that is no live
+// command of a session.
+bool have_orphans();
 // Reaps exited orphans (re-parented to us as subreaper); never touches a live ChildProcess's pid,
 // whose exit belongs to its pidfd.
 void reap_orphans();

@@ -994,6 +994,13 @@ awaitable<void> Session::kill_leftovers()
 {
   // Background processes of the job (in its groups, or escaped with setsid but carrying the
   // marker) get SIGTERM, then SIGKILL after the grace period.
+  const auto group_alive = [this] {
+    return std::any_of(m_groups.begin(), m_groups.end(),
+                       [](pid_t group) { return kill(-group, 0) == 0; });
+  };
+  if (!group_alive() && !have_orphans()) {
+    co_return; // the usual end: nothing of the job is left (one read of /proc, not five)
+  }
   const auto alive = [this] {
     reap_orphans();
     for (pid_t group : m_groups) {
