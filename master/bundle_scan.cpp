@@ -1,6 +1,7 @@
 #include "master/bundle_scan.hpp"
 
 #include "common/log.hpp"
+#include "common/signals_blocked.hpp"
 
 #include <algorithm>
 #include <future>
@@ -14,6 +15,7 @@ BundleScan::BundleScan(const asio::any_io_executor& ex, RunPlan& plan,
       m_work(asio::prefer(ex, asio::execution::outstanding_work.tracked))
 {
   // Everything the thread touches is its own until the result is posted to the io thread.
+  const SignalsBlocked in_scan_threads; // inherited by the walk's and the cache's threads
   m_thread = std::thread([this, options = &plan.options] {
     try {
       // The hash cache loads (a file of ~100 bytes per entry) while the tree is walked.

@@ -1,15 +1,14 @@
 #include "master/printer.hpp"
 
 #include "common/log.hpp"
+#include "common/signals_blocked.hpp"
 #include "master/terminal_style.hpp"
 
 #include <asio/experimental/as_tuple.hpp>
 
 #include <algorithm>
 #include <cerrno>
-#include <csignal>
 #include <poll.h>
-#include <pthread.h>
 #include <system_error>
 #include <unistd.h>
 
@@ -50,19 +49,8 @@ Printer::Printer(asio::any_io_executor ex, int out_fd, int err_fd)
     : m_executor(ex), m_writable(ex, asio::steady_timer::time_point::max()),
       m_alive(std::make_shared<bool>(true)), m_out_fd(out_fd), m_err_fd(err_fd)
 {
-  // The writer thread blocks all signals: they go to the io_context thread (asio::signal_set),
-  // and never interrupt a write(2) in the middle of a buffer.
-  sigset_t all;
-  sigset_t previous;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, &previous);
-  try {
-    m_writer = std::thread(&Printer::write_loop, this);
-  } catch (...) {
-    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-    throw;
-  }
-  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  const SignalsBlocked in_writer; // never a signal in the middle of a write(2)
+  m_writer = std::thread(&Printer::write_loop, this);
 }
 
 Printer::~Printer()

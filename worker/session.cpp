@@ -2,6 +2,7 @@
 
 #include "common/fetch_pattern.hpp"
 #include "common/log.hpp"
+#include "common/signals_blocked.hpp"
 #include "common/tree_watch.hpp"
 #include "common/unique_fd.hpp"
 #include "worker/host_facts.hpp"
@@ -236,6 +237,7 @@ awaitable<void> Session::on_hello(const Record& record)
       UniqueFd dir(fcntl(m_job_fd, F_DUPFD_CLOEXEC, 0));
       if (dir.get() >= 0) {
         m_snapshot_stop = std::make_shared<std::atomic<bool>>(false);
+        const SignalsBlocked in_snapshot;
         m_snapshot = std::async(std::launch::async, [dir = std::move(dir), stop = m_snapshot_stop] {
           // Only on otherwise idle CPU: the master's scan, or other jobs, come first. Whatever it
           // has not done when the manifest is in, the reconcile does.

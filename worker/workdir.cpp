@@ -3,6 +3,7 @@
 #include "common/error.hpp"
 #include "common/log.hpp"
 #include "common/remove_tree.hpp"
+#include "common/signals_blocked.hpp"
 
 #include <sodium.h>
 
@@ -126,6 +127,7 @@ void Workdir::remove_job_dir(std::string path)
   std::unique_lock lock(m_mutex);
   if (!m_remover.joinable()) {
     try {
+      const SignalsBlocked in_remover;
       m_remover = std::thread([this] { remove_loop(); });
     } catch (const std::system_error& e) { // no thread: remove it here, late rather than never
       lock.unlock();
