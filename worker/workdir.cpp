@@ -15,6 +15,7 @@
 #include <optional>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <system_error>
 #include <unistd.h>
 #include <utility>
@@ -38,6 +39,28 @@ std::optional<std::vector<std::string>> names_in(const std::string& path)
     return std::nullopt;
   }
   return names;
+}
+
+// Removes every extended attribute of `path` (not following a symlink) but the system's own
+// security labels (security.*): a job may have set a default ACL on its dir, which files of the
+// next job made there would inherit. False if one would not go.
+bool clear_xattrs(const std::string& path)
+{
+  std::vector<char> names(256);
+  ssize_t n = 0;
+  while ((n = llistxattr(path.c_str(), names.data(), names.size())) < 0 && errno == ERANGE) {
+    names.resize(names.size() * 4);
+  }
+  if (n < 0) {
+    return errno == ENOTSUP; // a filesystem without xattrs has none to clear
+  }
+  for (const char* name = names.data(); name < names.data() + n; name += std::strlen(name) + 1) {
+    if (std::strncmp(name, "security.", 9) != 0 && lremovexattr(path.c_str(), name) != 0 &&
+        errno != ENODATA) {
+      return false;
+    }
+  }
+  return true;
 }
 
 // mkdtemp's six characters.
@@ -221,10 +244,12 @@ std::string Workdir::recycle(const std::string& path) const
       remove_tree(tmp + "/" + name);
     }
   }
-  // Fresh means nothing left: not a file that would not go, nor one a straggler just wrote.
+  // Fresh means nothing left: not a file that would not go, nor one a straggler just wrote, nor
+  // an ACL or other attribute the job set (chmod above reset the modes).
   const auto left = names_in(path);
   const auto left_tmp = names_in(tmp);
-  if (!left || *left != std::vector<std::string>{k_job_tmp} || !left_tmp || !left_tmp->empty()) {
+  if (!left || *left != std::vector<std::string>{k_job_tmp} || !left_tmp || !left_tmp->empty() ||
+      !clear_xattrs(path) || !clear_xattrs(tmp)) {
     return {};
   }
   // A new name, as mkdtemp would give: a job's path is never the one the last job had.

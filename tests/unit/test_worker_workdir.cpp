@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <string>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 #include <vector>
 
@@ -78,6 +79,9 @@ TEST_CASE("workdir: a job dir is fresh, and a finished one is emptied and rename
     fs::create_symlink(outside, first + "/link");
     dc::test::write_file(first + "/.tmp/scratch", "tmp");
     REQUIRE(chmod((first + "/.tmp").c_str(), 0755) == 0);
+    // Attributes a job may set on its dirs (a default ACL is one: system.posix_acl_default).
+    REQUIRE(setxattr(first.c_str(), "user.mark", "1", 1, 0) == 0);
+    REQUIRE(setxattr((first + "/.tmp").c_str(), "user.mark", "1", 1, 0) == 0);
     REQUIRE(chmod(first.c_str(), 0555) == 0);
     wd.remove_job_dir(first);
     wd.wait_removed();
@@ -87,6 +91,8 @@ TEST_CASE("workdir: a job dir is fresh, and a finished one is emptied and rename
     const std::string second = wd.create_job_dir(false);
     CHECK(second != first); // a new name, as for a new dir
     check_fresh(second);
+    CHECK(listxattr(second.c_str(), nullptr, 0) == 0);
+    CHECK(listxattr((second + "/.tmp").c_str(), nullptr, 0) == 0);
     CHECK(dc::test::read_file(outside) == "not the job's"); // the symlink was not followed
 
     // .tmp replaced by a symlink to a directory outside: the link goes, the target stays.
