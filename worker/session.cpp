@@ -1003,14 +1003,9 @@ awaitable<void> Session::kill_leftovers()
   if (!group_alive() && !have_orphans()) {
     co_return; // the usual end: nothing of the job is left (one read of /proc, not five)
   }
-  const auto alive = [this] {
+  const auto alive = [&group_alive] {
     reap_orphans();
-    for (pid_t group : m_groups) {
-      if (kill(-group, 0) == 0) {
-        return true;
-      }
-    }
-    return false;
+    return group_alive();
   };
   for (pid_t group : m_groups) {
     kill(-group, SIGTERM);

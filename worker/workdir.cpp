@@ -63,14 +63,18 @@ bool clear_xattrs(const std::string& path)
   return true;
 }
 
-// mkdtemp's six characters.
+// Six characters of mkdtemp's alphabet from one draw of randomness (randombytes_uniform per
+// character would be a getrandom each). The slight modulo bias does not matter for a name that
+// only has to be new: the rename refuses one that exists.
 std::string random_suffix()
 {
   static constexpr char k_chars[] =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-  std::string s(6, 'x');
-  for (char& c : s) {
-    c = k_chars[randombytes_uniform(sizeof k_chars - 1)];
+  unsigned char bytes[6];
+  randombytes_buf(bytes, sizeof bytes);
+  std::string s(sizeof bytes, 'x');
+  for (std::size_t i = 0; i < sizeof bytes; ++i) {
+    s[i] = k_chars[bytes[i] % (sizeof k_chars - 1)];
   }
   return s;
 }
@@ -195,12 +199,13 @@ void Workdir::remove_loop()
       remove_tree(path);
     }
     lock.lock();
-    if (!spare.empty() && (!m_spare.empty() || m_closing)) {
+    // Only this thread fills m_spare, and only when it was empty: just the stop can intervene.
+    if (!spare.empty() && !m_closing) {
+      m_spare = std::move(spare);
+    } else if (!spare.empty()) {
       lock.unlock();
       remove_tree(spare);
       lock.lock();
-    } else if (!spare.empty()) {
-      m_spare = std::move(spare);
     }
     m_removing = false;
     if (m_doomed.empty()) {
